@@ -178,7 +178,7 @@ Result<Config> Config::parse(std::string_view text) {
         }
         if (text.find("hugetlb_2m=") == std::string_view::npos && huge + (32ULL << 20) > normal) {
             c.hugetlb_2m = 0;
-            huge = 0;
+            huge = c.hugetlb_1g * (1ULL << 30);
         }
         if (huge + (32ULL << 20) > normal)
             return fail("hugetlb_2m/hugetlb_1g reserve " + format_size(huge) +
