@@ -79,37 +79,37 @@ inline T load(const T& field, memory_order mo = memory_order_seq_cst) {
     return std::atomic_ref<T>(const_cast<T&>(field)).load(mo);
 }
 template <typename T>
-inline void store(T& field, T v, memory_order mo = memory_order_seq_cst) {
+inline void store(T& field, std::type_identity_t<T> v, memory_order mo = memory_order_seq_cst) {
     point(Point::AtomicStore, &field);
     std::atomic_ref<T>(field).store(v, mo);
 }
 template <typename T>
-inline T exchange(T& field, T v, memory_order mo = memory_order_seq_cst) {
+inline T exchange(T& field, std::type_identity_t<T> v, memory_order mo = memory_order_seq_cst) {
     point(Point::AtomicRmw, &field);
     return std::atomic_ref<T>(field).exchange(v, mo);
 }
 template <typename T>
-inline bool compare_exchange(T& field, T& expected, T desired, memory_order mo = memory_order_seq_cst) {
+inline bool compare_exchange(T& field, T& expected, std::type_identity_t<T> desired, memory_order mo = memory_order_seq_cst) {
     point(Point::AtomicRmw, &field);
     return std::atomic_ref<T>(field).compare_exchange_strong(expected, desired, mo);
 }
 template <typename T>
-inline T fetch_add(T& field, T d, memory_order mo = memory_order_seq_cst) {
+inline T fetch_add(T& field, std::type_identity_t<T> d, memory_order mo = memory_order_seq_cst) {
     point(Point::AtomicRmw, &field);
     return std::atomic_ref<T>(field).fetch_add(d, mo);
 }
 template <typename T>
-inline T fetch_sub(T& field, T d, memory_order mo = memory_order_seq_cst) {
+inline T fetch_sub(T& field, std::type_identity_t<T> d, memory_order mo = memory_order_seq_cst) {
     point(Point::AtomicRmw, &field);
     return std::atomic_ref<T>(field).fetch_sub(d, mo);
 }
 template <typename T>
-inline T fetch_or(T& field, T d, memory_order mo = memory_order_seq_cst) {
+inline T fetch_or(T& field, std::type_identity_t<T> d, memory_order mo = memory_order_seq_cst) {
     point(Point::AtomicRmw, &field);
     return std::atomic_ref<T>(field).fetch_or(d, mo);
 }
 template <typename T>
-inline T fetch_and(T& field, T d, memory_order mo = memory_order_seq_cst) {
+inline T fetch_and(T& field, std::type_identity_t<T> d, memory_order mo = memory_order_seq_cst) {
     point(Point::AtomicRmw, &field);
     return std::atomic_ref<T>(field).fetch_and(d, mo);
 }

@@ -103,7 +103,7 @@ private:
 class PL_SCOPED_CAPABILITY ReadGuard {
 public:
     explicit ReadGuard(Rwsem& l) PL_ACQUIRE_SHARED(l) : l_(&l) { l_->down_read(); }
-    ~ReadGuard() PL_RELEASE() { if (l_) l_->up_read(); }
+    ~ReadGuard() PL_RELEASE_GENERIC() { if (l_) l_->up_read(); }
     ReadGuard(const ReadGuard&) = delete;
     ReadGuard& operator=(const ReadGuard&) = delete;
 

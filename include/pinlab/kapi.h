@@ -1,0 +1,235 @@
+/*
+ * pinlab — the kernel-style C API.
+ *
+ * A driver author's or reviewer's program links against libpinlab and drives
+ * a simulated Linux kernel through the names the kernel itself uses. Every
+ * call returns what the kernel returns: addresses or counts, or a negative
+ * errno (-EFAULT, -ENOMEM, ...). Nothing here aborts on bad input: invalid
+ * handles and arguments give -EINVAL (or NULL), with pl_last_error() saying
+ * which argument was wrong.
+ *
+ * Usable from C (C11) and C++. Thread-safe: several threads may drive one
+ * kernel at once; pl_set_current() is per thread.
+ */
+#ifndef PINLAB_KAPI_H
+#define PINLAB_KAPI_H
+
+#include <stddef.h>
+#include <sys/mman.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Opaque kernel objects. */
+struct pl_kernel;       /* one simulated machine: RAM, tasks, files */
+struct task_struct;     /* a process (one mm) */
+struct mm_struct;       /* an address space */
+struct vm_area_struct;  /* a VMA */
+struct page;            /* a 4 KiB frame's metadata */
+struct folio;           /* a head page of 2^order frames */
+struct pl_file;         /* an open file or device */
+
+/* madvise() advice values that older libc headers lack. */
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+#ifndef MAP_HUGE_SHIFT
+#define MAP_HUGE_SHIFT 26
+#endif
+#ifndef MAP_HUGE_2MB
+#define MAP_HUGE_2MB (21 << MAP_HUGE_SHIFT)
+#endif
+#ifndef MAP_HUGE_1GB
+#define MAP_HUGE_1GB (30 << MAP_HUGE_SHIFT)
+#endif
+
+/* ---- the kernel ------------------------------------------------------------
+ * config: space-separated key=value words; NULL or "" for the defaults.
+ * Keys: era (v4.8 v5.3 v5.5 v5.8 v5.10 v5.11 v5.16 v6.0 v6.4 v6.5 current),
+ * ram, movable, cma, device_mem (sizes with K/M/G/T), hugetlb_2m, hugetlb_1g
+ * (page counts), thp (always|madvise|never), thp.use_zero_page,
+ * arch.pte_special, arch.gup_fast, arch.pmd_special, arch.pte_devmap (on|off).
+ * Returns NULL on a bad configuration; pl_last_error() names the key. */
+struct pl_kernel *pl_kernel_new(const char *config);
+/* Tears everything down: tasks exit, files close, memory is released. */
+void pl_kernel_free(struct pl_kernel *k);
+/* Why the last call on this thread failed ("" if it did not). */
+const char *pl_last_error(void);
+/* The configuration in effect, in canonical key=value form. */
+const char *pl_kernel_config(struct pl_kernel *k);
+/* Full invariant check: 0, or -1 with pl_last_error() naming the broken
+ * invariant and where (refcounts and mapcounts agree with page tables and the
+ * page cache; no entry points at a freed frame; PageAnonExclusive only on
+ * exclusively mapped anonymous pages; ...). */
+int pl_kernel_check(struct pl_kernel *k);
+/* A /proc/vmstat counter by name (e.g. "nr_foll_pin_acquired"); 0 if unknown. */
+unsigned long pl_vmstat(struct pl_kernel *k, const char *name);
+/* Free pages in the buddy allocator, and RAM pages currently allocated. */
+unsigned long pl_nr_free_pages(struct pl_kernel *k);
+unsigned long pl_nr_allocated_pages(struct pl_kernel *k);
+
+/* ---- tasks ---------------------------------------------------------------- */
+/* A new process with an empty address space. */
+struct task_struct *pl_task_new(struct pl_kernel *k);
+/* fork(): the child gets a copy of the parent's address space (copy_page_range,
+ * COW, and the early copy of possibly-pinned exclusive anonymous pages).
+ * NULL with pl_last_error() on failure (e.g. out of memory). */
+struct task_struct *pl_fork(struct task_struct *parent);
+/* exit(): the address space is torn down and the task freed. */
+void pl_exit(struct task_struct *t);
+/* The task whose mm the calling thread's non-remote GUP calls use. */
+void pl_set_current(struct task_struct *t);
+struct task_struct *pl_current(void);
+struct mm_struct *pl_task_mm(struct task_struct *t);
+int pl_task_pid(struct task_struct *t);
+/* Deliver a signal (SIGKILL is fatal; others are not) or clear pending ones. */
+int pl_task_signal(struct task_struct *t, int sig);
+void pl_task_clear_signals(struct task_struct *t);
+
+/* ---- files and devices -------------------------------------------------------
+ * fs: "ext4", "xfs", "btrfs" (page cache with writeback and page_mkwrite),
+ * "tmpfs", "memfd" (shmem), "memfd-hugetlb", "hugetlbfs" (hugetlb pages;
+ * size rounded up to the huge page size), "fsdax" (ZONE_DEVICE pages mapped
+ * directly), "secretmem" (memfd_secret). A new, empty file of `size` bytes. */
+struct pl_file *pl_file_new(struct pl_kernel *k, const char *fs, unsigned long size);
+/* Devices: "pfnmap" (mmap uses remap_pfn_range: VM_IO|VM_PFNMAP, special
+ * PTEs), "mixedmap" (vm_insert_page of normal pages into a VM_MIXEDMAP VMA). */
+struct pl_file *pl_dev_open(struct pl_kernel *k, const char *device);
+/* Another reference to the same open file (as dup() does). */
+struct pl_file *pl_file_get(struct pl_file *f);
+/* Drop a reference; the file closes when no fd or mapping holds it. */
+void pl_file_put(struct pl_file *f);
+/* pread()/pwrite() through the page cache: bytes or -errno. */
+long pl_pread(struct pl_file *f, void *buf, unsigned long len, unsigned long off);
+long pl_pwrite(struct pl_file *f, const void *buf, unsigned long len, unsigned long off);
+/* ftruncate(): shrinking truncates the page cache and unmaps the pages. */
+int pl_ftruncate(struct pl_file *f, unsigned long size);
+/* fallocate(): mode 0 allocates, FALLOC_FL_PUNCH_HOLE|FALLOC_FL_KEEP_SIZE (3)
+ * punches a hole. */
+int pl_fallocate(struct pl_file *f, int mode, unsigned long off, unsigned long len);
+/* fsync(): write back the file's dirty pages (pinned ones too). */
+int pl_fsync(struct pl_file *f);
+unsigned long pl_file_size(struct pl_file *f);
+/* Bytes of the file as its backing store (the disk) holds them, ignoring the
+ * page cache: what survives a crash. -EOPNOTSUPP for memory file systems. */
+long pl_file_read_disk(struct pl_file *f, void *buf, unsigned long len, unsigned long off);
+
+/* ---- address-space system calls (arguments as the syscalls', after the task) */
+/* Returns the address, or a negative errno. PROT_* and MAP_* as <sys/mman.h>. */
+long pl_mmap(struct task_struct *t, unsigned long addr, unsigned long len, int prot, int flags,
+             struct pl_file *f, unsigned long off);
+int pl_munmap(struct task_struct *t, unsigned long addr, unsigned long len);
+int pl_mprotect(struct task_struct *t, unsigned long addr, unsigned long len, int prot);
+int pl_madvise(struct task_struct *t, unsigned long addr, unsigned long len, int advice);
+long pl_mremap(struct task_struct *t, unsigned long old_addr, unsigned long old_len, unsigned long new_len,
+               int flags, unsigned long new_addr);
+/* echo VALUE > /proc/PID/clear_refs (4 clears soft-dirty bits). */
+int pl_clear_refs(struct task_struct *t, int value);
+
+/* ---- the CPU's view --------------------------------------------------------
+ * Loads and stores through the task's page tables, faulting and COWing as the
+ * hardware and the kernel would. Returns len, or -EFAULT where the process
+ * would get SIGSEGV/SIGBUS (-ENOMEM when the fault ran out of memory). */
+long pl_write(struct task_struct *t, unsigned long addr, const void *buf, unsigned long len);
+long pl_read(struct task_struct *t, unsigned long addr, void *buf, unsigned long len);
+/* memset() through the page tables. */
+long pl_memset(struct task_struct *t, unsigned long addr, int c, unsigned long len);
+
+/* ---- the device's view: a frame's bytes, as DMA sees them --------------------- */
+int pl_page_read(struct page *p, unsigned int off, void *buf, unsigned int len);
+int pl_page_write(struct page *p, unsigned int off, const void *buf, unsigned int len);
+
+/* ---- inspection ------------------------------------------------------------ */
+/* The page mapped at addr in t's page tables, without faulting; NULL if none
+ * (or a special/PFN mapping without a struct page). No reference is taken. */
+struct page *pl_virt_to_page(struct task_struct *t, unsigned long addr);
+struct page *pl_pfn_to_page(struct pl_kernel *k, unsigned long pfn);
+/* Page-table entry bits at addr, as a string such as
+ * "present write dirty young soft_dirty pfn=0x1234 level=pte", or "none". */
+const char *pl_pte_describe(struct task_struct *t, unsigned long addr);
+/* Migrate the folio mapped at addr to a new frame (move_pages()-style):
+ * 0, -EBUSY when it may be pinned or is otherwise referenced, -EFAULT if
+ * nothing is mapped there. */
+int pl_migrate_page(struct task_struct *t, unsigned long addr);
+/* Compact memory (echo 1 > /proc/sys/vm/compact_memory): folios moved. */
+long pl_compact_memory(struct pl_kernel *k);
+/* memory_failure(): mark the frame poisoned. */
+int pl_memory_failure(struct pl_kernel *k, unsigned long pfn);
+
+/* ---- kernel names --------------------------------------------------------------- */
+struct folio *page_folio(struct page *p);
+struct page *folio_page(struct folio *f, unsigned long n);
+unsigned long page_to_pfn(struct page *p);
+unsigned long folio_nr_pages(struct folio *f);
+int page_ref_count(struct page *p);
+int folio_ref_count(struct folio *f);
+int page_mapcount(struct page *p);
+int folio_mapcount(struct folio *f);
+/* 1 when the page is part of a large folio (THP, hugetlb). */
+int PageCompound(struct page *p);
+int PageAnonExclusive(struct page *p);
+int PageAnon(struct page *p);
+int PageDirty(struct page *p);
+int PageWriteback(struct page *p);
+int PageHuge(struct page *p);
+int PageReserved(struct page *p);
+int is_zero_page(struct page *p);
+/* Reference counting of a page the caller already holds a reference on. */
+void get_page(struct page *p);
+void put_page(struct page *p);
+void folio_get(struct folio *f);
+void folio_put(struct folio *f);
+/* set_page_dirty_lock(). */
+void set_page_dirty_lock(struct page *p);
+
+void mmap_read_lock(struct mm_struct *mm);
+void mmap_read_unlock(struct mm_struct *mm);
+void mmap_write_lock(struct mm_struct *mm);
+void mmap_write_unlock(struct mm_struct *mm);
+/* The VMA containing addr, or NULL (callers hold the mmap_lock). */
+struct vm_area_struct *vma_lookup(struct mm_struct *mm, unsigned long addr);
+unsigned long pl_vma_start(struct vm_area_struct *vma);
+unsigned long pl_vma_end(struct vm_area_struct *vma);
+unsigned long pl_vma_flags(struct vm_area_struct *vma);
+
+/* VMA flags, upstream values. */
+#define VM_NONE 0x00000000UL
+#define VM_READ 0x00000001UL
+#define VM_WRITE 0x00000002UL
+#define VM_EXEC 0x00000004UL
+#define VM_SHARED 0x00000008UL
+#define VM_MAYREAD 0x00000010UL
+#define VM_MAYWRITE 0x00000020UL
+#define VM_MAYEXEC 0x00000040UL
+#define VM_MAYSHARE 0x00000080UL
+#define VM_GROWSDOWN 0x00000100UL
+#define VM_UFFD_MISSING 0x00000200UL
+#define VM_PFNMAP 0x00000400UL
+#define VM_UFFD_WP 0x00001000UL
+#define VM_LOCKED 0x00002000UL
+#define VM_IO 0x00004000UL
+#define VM_DONTCOPY 0x00020000UL
+#define VM_DONTEXPAND 0x00040000UL
+#define VM_ACCOUNT 0x00100000UL
+#define VM_NORESERVE 0x00200000UL
+#define VM_HUGETLB 0x00400000UL
+#define VM_WIPEONFORK 0x02000000UL
+#define VM_DONTDUMP 0x04000000UL
+#define VM_SOFTDIRTY 0x08000000UL
+#define VM_MIXEDMAP 0x10000000UL
+#define VM_HUGEPAGE 0x20000000UL
+#define VM_NOHUGEPAGE 0x40000000UL
+#define VM_MERGEABLE 0x80000000UL
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PINLAB_KAPI_H */

@@ -1,0 +1,19 @@
+// pinlab — fork() and exit().
+#pragma once
+
+#include "base/result.h"
+
+namespace pl {
+
+class Task;
+class MmStruct;
+
+// fork(): a new task whose address space copies the parent's.
+Result<Task*> do_fork(Task& parent);
+// exit(): releases the task's mm (the last user tears it down). The Task
+// object stays until Kernel::task_free().
+void exit_task_mm(Task* t);
+// exit_mmap(): unmaps everything (called on the last mmput()).
+void exit_mmap(MmStruct& mm);
+
+}  // namespace pl

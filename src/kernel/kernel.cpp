@@ -1,0 +1,116 @@
+#include "kernel/kernel.h"
+
+#include <algorithm>
+
+#include "base/sync/rcu.h"
+#include "fs/inode.h"
+#include "kernel/task.h"
+#include "mm/mm_struct.h"
+
+namespace pl {
+
+void exit_task_mm(Task* t);  // kernel/exit.cpp
+
+Kernel::Kernel(const Config& c) : cfg(c), config_text(c.to_string()) {}
+
+Result<std::unique_ptr<Kernel>> Kernel::create(const Config& cfg) {
+    std::unique_ptr<Kernel> k(new Kernel(cfg));
+    PL_TRY_ASSIGN(k->mem, PhysMem::create(cfg));
+    return k;
+}
+
+Kernel::~Kernel() {
+    // Exit every task: their address spaces go, and with them the mappings'
+    // references on files and frames.
+    while (true) {
+        Task* t = nullptr;
+        {
+            std::lock_guard g(mu_);
+            if (tasks_.empty()) break;
+            t = tasks_.front().get();
+        }
+        exit_task_mm(t);
+        task_free(t);
+    }
+    // Frees deferred by RCU (page tables) must run before memory goes away.
+    sync::rcu_barrier();
+}
+
+Result<Task*> Kernel::task_new() {
+    auto* mm = new MmStruct(*this);
+    std::lock_guard g(mu_);
+    tasks_.push_back(std::make_unique<Task>(*this, next_pid_++, mm));
+    Task* t = tasks_.back().get();
+    mm->owner = t;
+    return t;
+}
+
+void Kernel::task_free(Task* t) {
+    std::lock_guard g(mu_);
+    tasks_.remove_if([t](const std::unique_ptr<Task>& p) { return p.get() == t; });
+}
+
+std::vector<Task*> Kernel::tasks() const {
+    std::lock_guard g(mu_);
+    std::vector<Task*> out;
+    for (auto& t : tasks_) out.push_back(t.get());
+    return out;
+}
+
+Inode* Kernel::inode_new(FsKind fs) {
+    auto* i = new Inode(*this, fs, next_id());
+    std::lock_guard g(mu_);
+    inodes_.push_back(i);
+    return i;
+}
+
+void Kernel::inode_forget(Inode* i) {
+    std::lock_guard g(mu_);
+    inodes_.erase(std::remove(inodes_.begin(), inodes_.end(), i), inodes_.end());
+}
+
+std::vector<Inode*> Kernel::inodes() const {
+    std::lock_guard g(mu_);
+    return inodes_;
+}
+
+void Kernel::mm_register(MmStruct* mm) {
+    std::lock_guard g(mu_);
+    mms_.push_back(mm);
+}
+
+void Kernel::mm_unregister(MmStruct* mm) {
+    std::lock_guard g(mu_);
+    mms_.erase(std::remove(mms_.begin(), mms_.end(), mm), mms_.end());
+}
+
+std::vector<MmStruct*> Kernel::mms() const {
+    std::lock_guard g(mu_);
+    return mms_;
+}
+
+void Kernel::ref_note(const Folio* f, long delta) {
+    auto& sh = ledger_[(reinterpret_cast<uintptr_t>(f) >> 6) % kLedgerShards];
+    std::lock_guard g(sh.mu);
+    long& v = sh.refs[f];
+    v += delta;
+    if (v == 0) sh.refs.erase(f);
+}
+
+long Kernel::ref_ledger(const Folio* f) const {
+    auto& sh = ledger_[(reinterpret_cast<uintptr_t>(f) >> 6) % kLedgerShards];
+    std::lock_guard g(sh.mu);
+    auto it = sh.refs.find(f);
+    return it == sh.refs.end() ? 0 : it->second;
+}
+
+std::vector<std::pair<const Folio*, long>> Kernel::ref_ledger_snapshot() const {
+    std::vector<std::pair<const Folio*, long>> out;
+    for (auto& sh : ledger_) {
+        std::lock_guard g(sh.mu);
+        for (auto& [f, v] : sh.refs) out.emplace_back(f, v);
+    }
+    return out;
+}
+
+}  // namespace pl

@@ -1,0 +1,82 @@
+// pinlab — one simulated machine: its configuration, physical memory, tasks,
+// files and counters. The C API's struct pl_kernel.
+#pragma once
+
+#include <array>
+#include <list>
+#include <unordered_map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "base/config.h"
+#include "base/result.h"
+#include "base/sync/atomic.h"
+#include "fs/fs_type.h"
+#include "mm/physmem.h"
+#include "mm/vmstat.h"
+
+namespace pl {
+
+class Task;
+class Inode;
+class File;
+class MmStruct;
+
+class Kernel {
+public:
+    static Result<std::unique_ptr<Kernel>> create(const Config& cfg);
+    ~Kernel();
+    Kernel(const Kernel&) = delete;
+    Kernel& operator=(const Kernel&) = delete;
+
+    const Config cfg;
+    const std::string config_text;
+    std::unique_ptr<PhysMem> mem;
+    VmstatCounters vmstat;
+
+    // --- tasks ----------------------------------------------------------------
+    Result<Task*> task_new();
+    // Unlinks and frees an exited task (its mm already released).
+    void task_free(Task* t);
+    std::vector<Task*> tasks() const;
+
+    // --- inodes (for the page-cache walk of the invariant checker) ------------
+    Inode* inode_new(FsKind fs);
+    void inode_forget(Inode* i);
+    std::vector<Inode*> inodes() const;
+    // Every live mm (tasks' and those kept alive by remote users).
+    void mm_register(MmStruct* mm);
+    void mm_unregister(MmStruct* mm);
+    std::vector<MmStruct*> mms() const;
+
+    uint64_t next_id() { return ids_.fetch_add(1) + 1; }
+
+    // --- the reference ledger ---------------------------------------------------
+    // Every reference on a folio that is neither a page-table mapping's nor
+    // the page cache's (a driver's own, a get_page() caller's, GUP's GET and
+    // PIN references) is noted here with the refcount change it made, so the
+    // invariant checker can demand that each folio's _refcount is exactly
+    // mappings + cache + ledger. Cheap: a sharded hash map.
+    void ref_note(const Folio* f, long refcount_delta);
+    long ref_ledger(const Folio* f) const;
+    std::vector<std::pair<const Folio*, long>> ref_ledger_snapshot() const;
+
+private:
+    explicit Kernel(const Config& cfg);
+    struct LedgerShard {
+        mutable std::mutex mu;
+        std::unordered_map<const Folio*, long> refs;
+    };
+    static constexpr size_t kLedgerShards = 16;
+    std::array<LedgerShard, kLedgerShards> ledger_;
+    mutable std::mutex mu_;  // guards the registries below (not a model lock)
+    std::list<std::unique_ptr<Task>> tasks_;
+    std::vector<Inode*> inodes_;
+    std::vector<MmStruct*> mms_;
+    int next_pid_ = 1;
+    sync::Atomic<uint64_t> ids_{0};
+};
+
+}  // namespace pl

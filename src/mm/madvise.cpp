@@ -1,0 +1,155 @@
+// pinlab — madvise() (upstream mm/madvise.c).
+#include <sys/mman.h>
+
+#include "mm/kapi_compat.h"
+#include "mm/internal.h"
+#include "mm/mmap.h"
+
+namespace pl {
+
+namespace {
+
+bool advice_needs_write_lock(int advice) {
+    switch (advice) {
+        case MADV_DONTNEED:
+        case MADV_POPULATE_READ:
+        case MADV_POPULATE_WRITE:
+            return false;
+        default:
+            return true;
+    }
+}
+
+bool known_advice(int advice) {
+    switch (advice) {
+        case MADV_NORMAL: case MADV_RANDOM: case MADV_SEQUENTIAL: case MADV_WILLNEED:
+        case MADV_DONTNEED: case MADV_HUGEPAGE: case MADV_NOHUGEPAGE: case MADV_COLLAPSE:
+        case MADV_DONTFORK: case MADV_DOFORK: case MADV_WIPEONFORK: case MADV_KEEPONFORK:
+        case MADV_POPULATE_READ: case MADV_POPULATE_WRITE:
+            return true;
+        default:
+            return false;
+    }
+}
+
+// faultin_page_range() for MADV_POPULATE_(READ|WRITE): the fault-in part of
+// GUP with FOLL_MADV_POPULATE's error mapping.
+Status populate(MmStruct& mm, Vma& vma, vaddr_t a, vaddr_t b, bool write) {
+    if (vma.flags & (VM_IO | VM_PFNMAP)) return Error(EINVAL);
+    if (write ? !(vma.flags & VM_WRITE) : !(vma.flags & VM_READ)) return Error(EINVAL);
+    for (vaddr_t x = a; x < b; x += PAGE_SIZE) {
+        for (int tries = 0;; ++tries) {
+            PageTable::Leaf leaf = mm.pgtable.find_leaf(x);
+            bool ok = leaf.slot && pte::present(leaf.entry) && !(leaf.entry & pte::PROTNONE) &&
+                      (!write || pte::write(leaf.entry));
+            if (ok) break;
+            if (tries > 8) return Error(EFAULT);
+            vm_fault_t r = handle_mm_fault(vma, x, write ? FAULT_FLAG_WRITE : 0);
+            if (r & VM_FAULT_OOM) return Error(ENOMEM);
+            if (r & (VM_FAULT_HWPOISON | VM_FAULT_HWPOISON_LARGE)) return Error(EHWPOISON);
+            if (r & VM_FAULT_ERROR) return Error(EFAULT);
+        }
+    }
+    return ok_status();
+}
+
+Status set_vma_flags(MmStruct& mm, Vma*& vma, vaddr_t a, vaddr_t b, vm_flags_t set, vm_flags_t clear) {
+    vm_flags_t nf = (vma->flags | set) & ~clear;
+    if (nf == vma->flags) return ok_status();
+    PL_TRY(split_vma_range(mm, a, b));
+    vma = mm.vma_lookup(a);
+    vma->flags = nf;
+    return ok_status();
+}
+
+Status madvise_vma(MmStruct& mm, Vma* vma, vaddr_t a, vaddr_t b, int advice) {
+    switch (advice) {
+        case MADV_NORMAL: case MADV_RANDOM: case MADV_SEQUENTIAL: case MADV_WILLNEED:
+            return ok_status();
+        case MADV_DONTNEED:
+            if (vma->flags & (VM_LOCKED | VM_PFNMAP)) return Error(EINVAL);
+            if (vma->is_hugetlb()) {
+                uint64_t hs = vma->huge_page_size();
+                if (a & (hs - 1)) return Error(EINVAL);
+                b = std::min(vma->end, (b + hs - 1) & ~(hs - 1));
+            }
+            zap_vma_range(*vma, a, b);
+            return ok_status();
+        case MADV_HUGEPAGE:
+            return set_vma_flags(mm, vma, a, b, VM_HUGEPAGE, VM_NOHUGEPAGE);
+        case MADV_NOHUGEPAGE:
+            return set_vma_flags(mm, vma, a, b, VM_NOHUGEPAGE, VM_HUGEPAGE);
+        case MADV_DONTFORK:
+            return set_vma_flags(mm, vma, a, b, VM_DONTCOPY, 0);
+        case MADV_DOFORK:
+            if (vma->flags & VM_IO) return Error(EINVAL);
+            return set_vma_flags(mm, vma, a, b, 0, VM_DONTCOPY);
+        case MADV_WIPEONFORK:
+            if (vma->file || (vma->flags & VM_SHARED)) return Error(EINVAL);
+            return set_vma_flags(mm, vma, a, b, VM_WIPEONFORK, 0);
+        case MADV_KEEPONFORK:
+            return set_vma_flags(mm, vma, a, b, 0, VM_WIPEONFORK);
+        case MADV_COLLAPSE: {
+            if (!vma->is_anonymous() || (vma->flags & (VM_NOHUGEPAGE | VM_SHARED | VM_SPECIAL))) return Error(EINVAL);
+            vaddr_t first = (a + PMD_SIZE - 1) & PMD_MASK;
+            Status last;
+            bool any = false;
+            for (vaddr_t h = first; h + PMD_SIZE <= b; h += PMD_SIZE) {
+                any = true;
+                Status s = collapse_huge_page(*vma, h);
+                if (!s) last = s;
+            }
+            if (!any) return Error(EINVAL);
+            return last;
+        }
+        case MADV_POPULATE_READ:
+        case MADV_POPULATE_WRITE:
+            return populate(mm, *vma, a, b, advice == MADV_POPULATE_WRITE);
+        default:
+            return Error(EINVAL);
+    }
+}
+
+}  // namespace
+
+Status do_madvise(MmStruct& mm, vaddr_t start, uint64_t len_in, int advice) {
+    if (!page_aligned(start)) return Error(EINVAL);
+    if (!known_advice(advice)) return Error(EINVAL);
+    uint64_t len = page_align_up(len_in);
+    if (len_in && !len) return Error(EINVAL);
+    vaddr_t end = start + len;
+    if (end < start) return Error(EINVAL);
+    if (end == start) return ok_status();
+
+    bool write_lock = advice_needs_write_lock(advice);
+    if (write_lock) mmap_write_lock(mm);
+    else mmap_read_lock(mm);
+    bool unmapped = false;
+    Status result;
+    vaddr_t cur = start;
+    while (cur < end) {
+        Vma* vma = mm.find_vma(cur);
+        if (!vma || vma->start >= end) {
+            unmapped = true;
+            break;
+        }
+        if (vma->start > cur) {
+            unmapped = true;
+            cur = vma->start;
+        }
+        vaddr_t b = std::min(end, vma->end);
+        Status s = madvise_vma(mm, vma, cur, b, advice);
+        if (!s) {
+            result = s;
+            break;
+        }
+        cur = b;
+    }
+    if (write_lock) mmap_write_unlock(mm);
+    else mmap_read_unlock(mm);
+    if (!result) return result;
+    if (unmapped) return Error(ENOMEM);
+    return ok_status();
+}
+
+}  // namespace pl

@@ -1,0 +1,28 @@
+#include "mm/vmstat.h"
+
+namespace pl {
+namespace {
+
+constexpr std::array<std::string_view, static_cast<size_t>(Vmstat::nr_vmstat_items)> kNames{
+    "nr_foll_pin_acquired", "nr_foll_pin_released", "nr_anon_pages",     "nr_file_pages",
+    "nr_shmem",             "nr_dirty",             "nr_writeback",      "nr_written",
+    "pgfault",              "pgmajfault",           "pgmigrate_success", "pgmigrate_fail",
+    "thp_fault_alloc",      "thp_fault_fallback",   "thp_split_pmd",     "thp_split_page",
+    "thp_collapse_alloc",   "thp_zero_page_alloc",  "compact_success",   "compact_fail",
+    "cow_copies",           "fork_pinned_copies",   "htlb_buddy_alloc_success",
+};
+
+}  // namespace
+
+std::string_view VmstatCounters::name(Vmstat i) { return kNames[static_cast<size_t>(i)]; }
+
+bool VmstatCounters::get(std::string_view n, int64_t* out) const {
+    for (size_t i = 0; i < kNames.size(); ++i)
+        if (kNames[i] == n) {
+            *out = v_[i].load(sync::memory_order_relaxed);
+            return true;
+        }
+    return false;
+}
+
+}  // namespace pl

@@ -1,0 +1,51 @@
+// pinlab — /proc/vmstat counters, by their upstream names.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string_view>
+
+#include "base/sync/atomic.h"
+
+namespace pl {
+
+enum class Vmstat : uint8_t {
+    nr_foll_pin_acquired,
+    nr_foll_pin_released,
+    nr_anon_pages,
+    nr_file_pages,
+    nr_shmem,
+    nr_dirty,
+    nr_writeback,
+    nr_written,
+    pgfault,
+    pgmajfault,
+    pgmigrate_success,
+    pgmigrate_fail,
+    thp_fault_alloc,
+    thp_fault_fallback,
+    thp_split_pmd,
+    thp_split_page,
+    thp_collapse_alloc,
+    thp_zero_page_alloc,
+    compact_success,
+    compact_fail,
+    cow_copies,          // pinlab: wp_page_copy() runs (no upstream counter)
+    fork_pinned_copies,  // pinlab: pages copied at fork because they may be pinned
+    htlb_buddy_alloc_success,
+    nr_vmstat_items
+};
+
+class VmstatCounters {
+public:
+    void add(Vmstat i, int64_t d = 1) { v_[static_cast<size_t>(i)].fetch_add(d, sync::memory_order_relaxed); }
+    int64_t get(Vmstat i) const { return v_[static_cast<size_t>(i)].load(sync::memory_order_relaxed); }
+    // By /proc/vmstat name; false if unknown.
+    bool get(std::string_view name, int64_t* out) const;
+    static std::string_view name(Vmstat i);
+
+private:
+    std::array<sync::Atomic<int64_t>, static_cast<size_t>(Vmstat::nr_vmstat_items)> v_{};
+};
+
+}  // namespace pl
