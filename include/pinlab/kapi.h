@@ -199,7 +199,9 @@ unsigned long pl_vma_start(struct vm_area_struct *vma);
 unsigned long pl_vma_end(struct vm_area_struct *vma);
 unsigned long pl_vma_flags(struct vm_area_struct *vma);
 
-/* VMA flags, upstream values. */
+/* VMA flags, upstream values. (pinlab's own sources use the typed constants
+ * of src/mm/vm_flags.h instead.) */
+#ifndef PINLAB_INTERNAL
 #define VM_NONE 0x00000000UL
 #define VM_READ 0x00000001UL
 #define VM_WRITE 0x00000002UL
@@ -227,6 +229,7 @@ unsigned long pl_vma_flags(struct vm_area_struct *vma);
 #define VM_HUGEPAGE 0x20000000UL
 #define VM_NOHUGEPAGE 0x40000000UL
 #define VM_MERGEABLE 0x80000000UL
+#endif /* PINLAB_INTERNAL */
 
 #ifdef __cplusplus
 }

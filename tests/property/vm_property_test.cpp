@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -136,7 +137,7 @@ public:
             case OpKind::Migrate: migrate_op(op); break;
             case OpKind::ClearRefs: (void)pl_clear_refs(task(op.a).t, 4); break;
         }
-        RC_ASSERT_FALSE(pl_kernel_check(k_) != 0 && (RC_LOG() << step_ << ": " << pl_last_error() << "\n", true));
+        require(!(pl_kernel_check(k_) != 0), [&] { std::ostringstream o; o << step_ << ": " << pl_last_error(); return o.str(); });
     }
 
     // Reads every mapped page of every task and compares; then tears down.
@@ -264,7 +265,7 @@ private:
         if (expect == 0 && hole) expect = -ENOMEM;
         int r = pl_madvise(t.t, start, n * kPage, advice);
         if (advice == MADV_COLLAPSE) return;  // success depends on layout and pins; contents must not change
-        RC_ASSERT_FALSE(r != expect && (RC_LOG() << step_ << " got " << r << " want " << expect << "\n", true));
+        require(!(r != expect), [&] { std::ostringstream o; o << step_ << " got " << r << " want " << expect; return o.str(); });
     }
 
     void fork_op(const Op& op) {
@@ -300,10 +301,10 @@ private:
         auto it = t.pages.find(start);
         long r = pl_write(t.t, start + off, buf.data(), len);
         if (it == t.pages.end() || !it->second.writable()) {
-            RC_ASSERT_FALSE(r != -EFAULT && (RC_LOG() << step_ << " write got " << r << "\n", true));
+            require(!(r != -EFAULT), [&] { std::ostringstream o; o << step_ << " write got " << r; return o.str(); });
             return;
         }
-        RC_ASSERT_FALSE(r != static_cast<long>(len) && (RC_LOG() << step_ << " write got " << r << "\n", true));
+        require(!(r != static_cast<long>(len)), [&] { std::ostringstream o; o << step_ << " write got " << r; return o.str(); });
         Slot& s = it->second;
         Bytes* target;
         if (s.kind == Kind::Shared) target = &s.obj->mut(s.idx);
@@ -319,10 +320,10 @@ private:
         std::array<uint8_t, kPage> got{};
         long r = pl_read(t.t, va, got.data(), kPage);
         if (!s.readable()) {
-            RC_ASSERT_FALSE(r != -EFAULT && (RC_LOG() << step_ << " read of PROT_NONE got " << r << "\n", true));
+            require(!(r != -EFAULT), [&] { std::ostringstream o; o << step_ << " read of PROT_NONE got " << r; return o.str(); });
             return;
         }
-        RC_ASSERT_FALSE(r != static_cast<long>(kPage) && (RC_LOG() << step_ << " read got " << r << "\n", true));
+        require(!(r != static_cast<long>(kPage)), [&] { std::ostringstream o; o << step_ << " read got " << r; return o.str(); });
         Bytes want = s.contents();
         if (std::memcmp(got.data(), want->data(), kPage) != 0) {
             size_t i = 0;
@@ -360,8 +361,12 @@ private:
         unsigned long start, n;
         if (!pick_range(t, op, &start, &n)) return;
         int r = pl_migrate_page(t.t, start);
-        RC_ASSERT_FALSE(r != 0 && r != -EFAULT && r != -EBUSY && r != -EAGAIN && r != -ENOMEM &&
-                        (RC_LOG() << step_ << " migrate got " << r << "\n", true));
+        require(!(r != 0 && r != -EFAULT && r != -EBUSY && r != -EAGAIN && r != -ENOMEM), [&] { std::ostringstream o; o << step_ << " migrate got " << r; return o.str(); });
+    }
+
+    template <typename Msg>
+    void require(bool ok, Msg&& msg) {
+        if (!ok) RC_FAIL(msg());
     }
 
     pl_kernel* k_;

@@ -1,0 +1,94 @@
+// pinlab tests — a small fixture around the C API plus internal access.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "kernel/kernel.h"
+#include "kernel/task.h"
+#include "mm/internal.h"
+#include "pinlab/kapi.h"
+
+namespace pl::test {
+
+inline constexpr unsigned long kPage = 4096;
+
+// One simulated machine and a first task. Every test ends with the full
+// invariant check and, once everything is torn down, with no frame leaked.
+class KernelTest : public ::testing::Test {
+protected:
+    void boot(const char* config = "ram=512M hugetlb_2m=8 hugetlb_1g=0") {
+        k = pl_kernel_new(config);
+        ASSERT_NE(k, nullptr) << pl_last_error();
+        baseline = pl_nr_allocated_pages(k);
+        t = pl_task_new(k);
+        ASSERT_NE(t, nullptr);
+    }
+    void SetUp() override { boot(); }
+    void TearDown() override {
+        if (!k) return;
+        EXPECT_EQ(pl_kernel_check(k), 0) << pl_last_error();
+        for (Task* task : kern().tasks()) pl_exit(reinterpret_cast<task_struct*>(task));
+        for (pl_file* f : files) pl_file_put(f);
+        EXPECT_EQ(pl_kernel_check(k), 0) << pl_last_error();
+        EXPECT_EQ(pl_nr_allocated_pages(k), baseline) << "frames leaked";
+        pl_kernel_free(k);
+        k = nullptr;
+    }
+    void reboot(const char* config) {
+        TearDown();
+        files.clear();
+        boot(config);
+    }
+
+    Kernel& kern() { return *reinterpret_cast<Kernel*>(k); }
+    MmStruct& mm(task_struct* task) { return *reinterpret_cast<Task*>(task)->mm; }
+    MmStruct& mm() { return mm(t); }
+
+    unsigned long map(task_struct* task, unsigned long len, int prot = PROT_READ | PROT_WRITE,
+                      int flags = MAP_PRIVATE | MAP_ANONYMOUS, pl_file* f = nullptr, unsigned long off = 0,
+                      unsigned long addr = 0) {
+        long a = pl_mmap(task, addr, len, prot, flags, f, off);
+        EXPECT_GT(a, 0) << pl_last_error();
+        return static_cast<unsigned long>(a);
+    }
+    unsigned long map(unsigned long len, int prot = PROT_READ | PROT_WRITE, int flags = MAP_PRIVATE | MAP_ANONYMOUS) {
+        return map(t, len, prot, flags);
+    }
+    pl_file* file(const char* fs, unsigned long size) {
+        pl_file* f = pl_file_new(k, fs, size);
+        EXPECT_NE(f, nullptr) << pl_last_error();
+        files.push_back(f);
+        return f;
+    }
+    void put_str(task_struct* task, unsigned long addr, const std::string& s) {
+        ASSERT_EQ(pl_write(task, addr, s.c_str(), s.size() + 1), static_cast<long>(s.size() + 1)) << pl_last_error();
+    }
+    std::string get_str(task_struct* task, unsigned long addr, size_t max = 64) {
+        std::vector<char> buf(max + 1, 0);
+        long r = pl_read(task, addr, buf.data(), max);
+        if (r < 0) return "<" + std::string(errno_name(static_cast<int>(-r))) + ">";
+        return std::string(buf.data());
+    }
+    // The leaf entry at addr (0 if none).
+    pte::entry_t entry(task_struct* task, unsigned long addr) {
+        PageTable::Leaf l = mm(task).pgtable.find_leaf(addr);
+        return l.slot ? l.entry : 0;
+    }
+    PtLevel level(task_struct* task, unsigned long addr) { return mm(task).pgtable.find_leaf(addr).level; }
+    Folio* folio_at(task_struct* task, unsigned long addr) {
+        page* p = pl_virt_to_page(task, addr);
+        return p ? page_folio(reinterpret_cast<Page*>(p)) : nullptr;
+    }
+    page* pg(task_struct* task, unsigned long addr) { return pl_virt_to_page(task, addr); }
+
+    pl_kernel* k = nullptr;
+    task_struct* t = nullptr;
+    unsigned long baseline = 0;
+    std::vector<pl_file*> files;
+};
+
+}  // namespace pl::test
