@@ -95,8 +95,9 @@ void rcu_read_lock() {
     ReaderSlot& s = my_slot();
     if (s.nesting++ == 0) {
         point(Point::RcuRead, &s);
+        // seq_cst store, then the reader's seq_cst loads of protected pointers:
+        // a grace period that misses this store cannot have unlinked what it reads.
         s.epoch.store(domain().epoch.load(std::memory_order_seq_cst), std::memory_order_seq_cst);
-        std::atomic_thread_fence(std::memory_order_seq_cst);
     }
 }
 

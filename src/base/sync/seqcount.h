@@ -15,8 +15,8 @@ public:
     // raw_write_seqcount_begin/end: the caller serialises writers itself.
     void write_begin() {
         point(Point::SeqWrite, this);
-        seq_.fetch_add(1, std::memory_order_relaxed);
-        std::atomic_thread_fence(std::memory_order_release);
+        // seq_cst: the data stores that follow cannot move above the increment.
+        seq_.fetch_add(1, std::memory_order_seq_cst);
     }
     void write_end() {
         point(Point::SeqWrite, this);
@@ -41,8 +41,9 @@ public:
     // read_seqcount_retry: true when a writer ran since `start`.
     bool retry(uint32_t start) const {
         point(Point::SeqRead, this);
-        std::atomic_thread_fence(std::memory_order_acquire);
-        return seq_.load(std::memory_order_relaxed) != start;
+        // The model's protected data are read with seq_cst loads, so a seq_cst
+        // re-read of the count cannot be satisfied before them.
+        return seq_.load(std::memory_order_seq_cst) != start;
     }
     uint32_t raw() const { return seq_.load(std::memory_order_relaxed); }
 
