@@ -173,9 +173,24 @@ vm_fault_t wp_page_copy(FaultCtx& f, entry_t* slot, entry_t orig, Page* old_page
 vm_fault_t wp_page_shared(FaultCtx& f, entry_t* slot, entry_t orig, Page* page) {
     Vma& vma = f.vma;
     if (page && vma.ops && vma.ops->has_page_mkwrite()) {
+        // ->page_mkwrite may sleep: keep the folio alive across it (folio_get()).
+        Folio* folio = page_folio(page);
+        if (!folio->ref_try_add(1)) return 0;
         VmFault vmf{&vma, f.addr, f.addr, f.flags | FAULT_FLAG_MKWRITE, vma.pgoff_of(f.addr), orig, page};
         vm_fault_t r = vma.ops->page_mkwrite(vmf);
-        if (r & (VM_FAULT_ERROR | VM_FAULT_NOPAGE)) return r;
+        if (r & (VM_FAULT_ERROR | VM_FAULT_NOPAGE)) {
+            mem_of(vma).folio_put(folio);
+            return r;
+        }
+        {
+            sync::SpinGuard g(f.mm.page_table_lock);
+            if (sync::load(*slot) == orig) {
+                sync::store(*slot, mkyoung(mkdirty(mkwrite(orig))));
+                folio_mark_dirty(folio);
+            }
+        }
+        mem_of(vma).folio_put(folio);
+        return 0;
     } else if (!page && vma.ops && vma.ops->has_pfn_mkwrite()) {
         VmFault vmf{&vma, f.addr, f.addr, f.flags | FAULT_FLAG_MKWRITE, vma.pgoff_of(f.addr), orig, nullptr};
         vm_fault_t r = vma.ops->pfn_mkwrite(vmf);
@@ -241,7 +256,12 @@ vm_fault_t finish_file_fault(FaultCtx& f, entry_t* slot, Page* page, bool write)
     Vma& vma = f.vma;
     Folio* folio = page_folio(page);
     sync::SpinGuard g(f.mm.page_table_lock);
-    if (!none(sync::load(*slot))) {
+    // Upstream maps the folio while holding its lock, so truncation cannot
+    // slip in between. The model rechecks, under the page-table lock, that the
+    // folio is still in the file: truncation clears folio->mapping before its
+    // second unmap_mapping_range(), which takes this lock.
+    bool truncated = vma.file && folio->mapping() != &vma.file->inode->mapping;
+    if (!none(sync::load(*slot)) || truncated) {
         mem_of(vma).folio_put(folio);
         return 0;
     }
@@ -302,8 +322,10 @@ vm_fault_t do_shared_fault(FaultCtx& f, entry_t* slot) {
         }
     }
     Folio* folio = page_folio(page);
+    folio->ref_add(1);  // the fault's reference goes to the PTE; keep one to dirty it
     vm_fault_t fr = finish_file_fault(f, slot, page, true);
     folio_mark_dirty(folio);
+    mem_of(vma).folio_put(folio);
     return fr;
 }
 

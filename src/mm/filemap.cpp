@@ -1,0 +1,354 @@
+// pinlab — the page cache: lookups, reads from the backing store, buffered
+// read/write, and the generic file fault with its mmap_lock drop (upstream
+// mm/filemap.c).
+#include <algorithm>
+#include <cstring>
+
+#include "fs/file.h"
+#include "fs/fs.h"
+#include "fs/fs_internal.h"
+#include "fs/inode.h"
+#include "mm/internal.h"
+
+namespace pl {
+
+namespace {
+
+bool is_disk(const Inode& inode) { return inode.traits().writeback && !inode.traits().dax; }
+
+pfn_t pfn_of(const Inode& inode, const Page* p) { return inode.kernel.mem->page_to_pfn(p); }
+
+// Reads block `index` of the backing store into the (new, zeroed) folio.
+// Holes need nothing: the frame is already zero.
+void read_block(Inode& inode, Folio* folio, pgoff_t index) {
+    if (!inode.disk.has_block(index)) return;
+    uint8_t buf[PAGE_SIZE];
+    inode.disk.read_page(index, buf);
+    (void)inode.kernel.mem->write_frame(pfn_of(inode, folio->head()), 0, buf, PAGE_SIZE);
+}
+
+Result<Folio*> alloc_cache_folio(Inode& inode) {
+    const FsTraits& t = inode.traits();
+    if (t.shmem) return shmem_alloc_folio(inode);
+    if (t.secretmem) return secretmem_alloc_folio(inode);
+    // Page-cache folios are movable (mapping_gfp_mask() is GFP_HIGHUSER_MOVABLE).
+    return inode.kernel.mem->alloc_folio(0, current_gfp_context(GFP_HIGHUSER_MOVABLE));
+}
+
+// filemap_create_folio(): allocates, fills and inserts the folio at index.
+// 0 with the folio (one reference for the caller) in *out; VM_FAULT_SIGBUS
+// when index lies beyond EOF (check_eof), VM_FAULT_OOM, or VM_FAULT_RETRY
+// when another thread inserted a folio first (look it up again).
+vm_fault_t create_folio(Inode& inode, pgoff_t index, bool check_eof, Folio** out) {
+    PhysMem& mem = *inode.kernel.mem;
+    if (check_eof && index >= size_to_pages(inode.size.load())) return VM_FAULT_SIGBUS;
+    auto nf = alloc_cache_folio(inode);
+    if (!nf) return VM_FAULT_OOM;
+    Folio* folio = *nf;
+    // The model's I/O is synchronous: the folio is read before it is
+    // published, so nobody sees it !uptodate.
+    if (is_disk(inode)) read_block(inode, folio, index);
+    folio->set(PG_uptodate);
+    Status s = inode.mapping.add_folio(folio, index);
+    if (!s) {
+        mem.folio_put(folio);
+        return s.error() == Error(EEXIST) ? VM_FAULT_RETRY : VM_FAULT_OOM;
+    }
+    *out = folio;  // the allocation's reference goes to the caller
+    return 0;
+}
+
+}  // namespace
+
+vm_fault_t filemap_get_or_create(Inode& inode, pgoff_t index, CreateMode mode, Folio** out, bool* major) {
+    const FsTraits& t = inode.traits();
+    if (t.dax) return dax_get_block(inode, index, /*alloc=*/true, out);
+    AddressSpace& m = inode.mapping;
+    if (t.hugetlb) {
+        // hugetlb folios are created by the hugetlb fault and fallocate paths.
+        Folio* f = m.get_folio(index);
+        if (!f) return VM_FAULT_SIGBUS;
+        *out = f;
+        return 0;
+    }
+    while (true) {
+        if (Folio* f = m.get_folio(index)) {
+            *out = f;
+            return 0;
+        }
+        vm_fault_t r;
+        if (mode == CreateMode::Fault) {
+            // Against truncation and hole punching: they hold it for write
+            // while they change i_size and remove folios.
+            sync::ReadGuard g(inode.invalidate_lock);
+            r = create_folio(inode, index, /*check_eof=*/true, out);
+        } else {
+            r = create_folio(inode, index, /*check_eof=*/false, out);
+        }
+        if (r == VM_FAULT_RETRY) continue;
+        if (!r && major && is_disk(inode)) *major = true;
+        return r;
+    }
+}
+
+vm_fault_t filemap_get_or_read(Inode& inode, pgoff_t index, Folio** out) {
+    return filemap_get_or_create(inode, index, CreateMode::Fault, out);
+}
+
+// ---------------------------------------------------------------------------
+// read(2) / write(2)
+// ---------------------------------------------------------------------------
+
+// filemap_read(); shmem_file_read_iter() reads holes as zeros without
+// allocating (SGP_READ).
+Result<uint64_t> filemap_read(Inode& inode, void* buf, uint64_t len, uint64_t off) {
+    PhysMem& mem = *inode.kernel.mem;
+    uint64_t size = inode.size.load();
+    if (off >= size) return uint64_t{0};
+    len = std::min(len, size - off);
+    auto* dst = static_cast<uint8_t*>(buf);
+    bool lookup_only = inode.traits().shmem;
+    uint64_t done = 0;
+    while (done < len) {
+        uint64_t pos = off + done;
+        pgoff_t index = pos >> PAGE_SHIFT;
+        unsigned poff = static_cast<unsigned>(pos & ~PAGE_MASK);
+        unsigned n = static_cast<unsigned>(std::min<uint64_t>(PAGE_SIZE - poff, len - done));
+        Folio* folio = nullptr;
+        if (lookup_only) {
+            folio = inode.mapping.get_folio(index);
+        } else {
+            vm_fault_t r = filemap_get_or_create(inode, index, CreateMode::Fault, &folio);
+            if (r == VM_FAULT_SIGBUS) break;  // truncated meanwhile: a short read
+            if (r) {
+                if (done) break;
+                return Error(ENOMEM);
+            }
+        }
+        if (folio) {
+            (void)mem.read_frame(pfn_of(inode, folio->head()), poff, dst + done, n);
+            mem.folio_put(folio);
+        } else {
+            std::memset(dst + done, 0, n);
+        }
+        done += n;
+    }
+    return done;
+}
+
+// generic_perform_write(): write_begin (find or create, lock), copy,
+// write_end (dirty, extend i_size). Caller: disk and shmem inodes.
+Result<uint64_t> filemap_write(Inode& inode, const void* buf, uint64_t len, uint64_t off) {
+    if (len == 0) return uint64_t{0};
+    if (off >= MAX_FILE_SIZE || len > MAX_FILE_SIZE - off) return Error(EFBIG);
+    PhysMem& mem = *inode.kernel.mem;
+    AddressSpace& m = inode.mapping;
+    const auto* src = static_cast<const uint8_t*>(buf);
+    sync::WriteGuard g(inode.i_rwsem);
+    uint64_t done = 0;
+    while (done < len) {
+        uint64_t pos = off + done;
+        pgoff_t index = pos >> PAGE_SHIFT;
+        unsigned poff = static_cast<unsigned>(pos & ~PAGE_MASK);
+        unsigned n = static_cast<unsigned>(std::min<uint64_t>(PAGE_SIZE - poff, len - done));
+        Folio* folio = nullptr;
+        vm_fault_t r = filemap_get_or_create(inode, index, CreateMode::Write, &folio);
+        if (r) {
+            if (done) break;
+            return Error(r == VM_FAULT_OOM ? ENOMEM : EIO);
+        }
+        folio->lock();
+        if (folio->mapping() != &m) {
+            // Migrated (or otherwise replaced) before we locked it: look again.
+            folio->unlock();
+            mem.folio_put(folio);
+            continue;
+        }
+        (void)mem.write_frame(pfn_of(inode, folio->head()), poff, src + done, n);
+        folio_mark_dirty(folio);
+        done += n;
+        // i_size_write() under the folio lock, as generic_write_end() does.
+        if (off + done > inode.size.load()) inode.size.store(off + done);
+        folio->unlock();
+        mem.folio_put(folio);
+    }
+    return done;
+}
+
+// hugetlbfs_read_iter(): copies from the huge folios in the cache; holes read zero.
+Result<uint64_t> hugetlbfs_read(Inode& inode, void* buf, uint64_t len, uint64_t off) {
+    PhysMem& mem = *inode.kernel.mem;
+    uint64_t size = inode.size.load();
+    if (off >= size) return uint64_t{0};
+    len = std::min(len, size - off);
+    auto* dst = static_cast<uint8_t*>(buf);
+    uint64_t done = 0;
+    while (done < len) {
+        uint64_t pos = off + done;
+        pgoff_t index = pos >> PAGE_SHIFT;
+        unsigned poff = static_cast<unsigned>(pos & ~PAGE_MASK);
+        unsigned n = static_cast<unsigned>(std::min<uint64_t>(PAGE_SIZE - poff, len - done));
+        pgoff_t first = 0;
+        if (Folio* folio = mapping_get_folio(inode.mapping, index, &first)) {
+            (void)mem.read_frame(mem.page_to_pfn(folio->page(index - first)), poff, dst + done, n);
+            mem.folio_put(folio);
+        } else {
+            std::memset(dst + done, 0, n);
+        }
+        done += n;
+    }
+    return done;
+}
+
+// The disk's bytes (what survives without the page cache), up to EOF.
+Result<uint64_t> disk_read(Inode& inode, void* buf, uint64_t len, uint64_t off) {
+    uint64_t size = inode.size.load();
+    if (off >= size) return uint64_t{0};
+    len = std::min(len, size - off);
+    auto* dst = static_cast<uint8_t*>(buf);
+    uint8_t block[PAGE_SIZE];
+    uint64_t done = 0;
+    while (done < len) {
+        uint64_t pos = off + done;
+        unsigned poff = static_cast<unsigned>(pos & ~PAGE_MASK);
+        unsigned n = static_cast<unsigned>(std::min<uint64_t>(PAGE_SIZE - poff, len - done));
+        inode.disk.read_page(pos >> PAGE_SHIFT, block);
+        std::memcpy(dst + done, block + poff, n);
+        done += n;
+    }
+    return done;
+}
+
+// ---------------------------------------------------------------------------
+// filemap_fault / filemap_page_mkwrite
+// ---------------------------------------------------------------------------
+
+namespace {
+
+// filemap_fault(). Without the folio in the cache the fault is major: with
+// FAULT_FLAG_ALLOW_RETRY (and not yet TRIED) the mmap_lock is dropped for the
+// "I/O" (maybe_unlock_mmap_for_io) and VM_FAULT_RETRY returned, so the caller
+// (GUP, the page-fault handler) must take the lock again and look the VMA up
+// anew. RETRY_NOWAIT starts the read but keeps the lock.
+vm_fault_t filemap_fault(VmFault& vmf) {
+    Vma* vma = vmf.vma;
+    File* file = vma->file;
+    Inode& inode = *file->inode;
+    AddressSpace& m = inode.mapping;
+    PhysMem& mem = *inode.kernel.mem;
+    const pgoff_t index = vmf.pgoff;
+    const bool allow_retry = (vmf.flags & FAULT_FLAG_ALLOW_RETRY) && !(vmf.flags & FAULT_FLAG_TRIED);
+    const bool nowait = vmf.flags & FAULT_FLAG_RETRY_NOWAIT;
+    vm_fault_t ret = 0;
+
+    // Drops the mmap_lock, keeping the file (and so the inode) alive; the
+    // VMA may be gone once this returns.
+    auto drop_mmap_lock = [&]() {
+        file->get();
+        MmStruct& mm = *vma->mm;
+        vma = nullptr;
+        vmf.vma = nullptr;
+        mmap_read_unlock(mm);
+    };
+
+    while (true) {
+        if (index >= size_to_pages(inode.size.load())) return VM_FAULT_SIGBUS;
+        Folio* folio = m.get_folio(index);
+        if (!folio) {
+            // No page: a major fault (do_sync_mmap_readahead()).
+            inode.kernel.vmstat.add(Vmstat::pgmajfault);
+            ret = VM_FAULT_MAJOR;
+            if (allow_retry) {
+                Folio* f = nullptr;
+                if (nowait) {
+                    // Readahead is started; the lock stays held.
+                    if (!filemap_get_or_create(inode, index, CreateMode::Fault, &f)) mem.folio_put(f);
+                    return ret | VM_FAULT_RETRY;
+                }
+                drop_mmap_lock();
+                if (!filemap_get_or_create(inode, index, CreateMode::Fault, &f)) mem.folio_put(f);
+                file->put();
+                return ret | VM_FAULT_RETRY;
+            }
+            vm_fault_t r = filemap_get_or_create(inode, index, CreateMode::Fault, &folio);
+            if (r) return r | ret;
+        }
+        // lock_folio_maybe_drop_mmap(): a locked folio (writeback, truncation,
+        // migration in progress) is waited for without the mmap_lock.
+        if (!folio->trylock()) {
+            if (allow_retry) {
+                if (nowait) {
+                    mem.folio_put(folio);
+                    return ret | VM_FAULT_RETRY;
+                }
+                drop_mmap_lock();
+                folio->lock();
+                folio->unlock();
+                mem.folio_put(folio);
+                file->put();
+                return ret | VM_FAULT_RETRY;
+            }
+            folio->lock();
+        }
+        if (folio->mapping() != &m) {
+            // Truncated or migrated while we looked: start over.
+            folio->unlock();
+            mem.folio_put(folio);
+            continue;
+        }
+        if (index >= size_to_pages(inode.size.load())) {
+            folio->unlock();
+            mem.folio_put(folio);
+            return VM_FAULT_SIGBUS;
+        }
+        folio->unlock();
+        vmf.page = folio->page(index - folio->index());
+        return ret;
+    }
+}
+
+// filemap_page_mkwrite() / ext4_page_mkwrite(): a shared mapping's page is
+// about to become writable.
+vm_fault_t filemap_page_mkwrite(VmFault& vmf) {
+    Inode& inode = *vmf.vma->file->inode;
+    Folio* folio = page_folio(vmf.page);
+    sync::ReadGuard g(inode.invalidate_lock);
+    FolioLockGuard lock(folio);
+    // folio_mkwrite_check_truncate(): gone from the file, or beyond EOF.
+    if (folio->mapping() != &inode.mapping || folio->index() >= size_to_pages(inode.size.load()))
+        return VM_FAULT_NOPAGE;
+    folio_mark_dirty(folio);
+    // folio_wait_stable(): no change to a page under writeback.
+    sync::Backoff b(folio);
+    while (folio->is_writeback()) b.pause();
+    return 0;
+}
+
+class FilemapVmOps final : public VmOperations {
+public:
+    explicit FilemapVmOps(const char* n) : name_(n) {}
+    const char* name() const override { return name_; }
+    vm_fault_t fault(VmFault& vmf) const override { return filemap_fault(vmf); }
+    bool has_page_mkwrite() const override { return true; }
+    vm_fault_t page_mkwrite(VmFault& vmf) const override { return filemap_page_mkwrite(vmf); }
+
+private:
+    const char* name_;
+};
+
+}  // namespace
+
+const VmOperations& filemap_vm_ops(FsKind fs) {
+    static const FilemapVmOps ext4("ext4_file_vm_ops");
+    static const FilemapVmOps xfs("xfs_file_vm_ops");
+    static const FilemapVmOps btrfs("btrfs_file_vm_ops");
+    static const FilemapVmOps generic("generic_file_vm_ops");
+    switch (fs) {
+    case FsKind::Ext4: return ext4;
+    case FsKind::Xfs: return xfs;
+    case FsKind::Btrfs: return btrfs;
+    default: return generic;
+    }
+}
+
+}  // namespace pl
