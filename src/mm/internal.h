@@ -115,9 +115,11 @@ Status vm_insert_page(Vma& vma, vaddr_t addr, Page* page);
 // pfn_t flags for huge PFN inserts.
 inline constexpr unsigned PFN_DEV = 1u << 0;
 inline constexpr unsigned PFN_MAP = 1u << 1;
-// vmf_insert_pfn_pmd()/_pud(): a PMD/PUD leaf. With PFN_DEV|PFN_MAP the
-// entry is devmap (on arch.pte_devmap); with PFN_DEV alone (or on arches with
-// pmd_special) it is special. Without a struct page it is always special.
+// vmf_insert_pfn_pmd()/_pud(): a PMD/PUD leaf in a VM_PFNMAP/VM_MIXEDMAP
+// VMA, holding no page reference. With PFN_DEV|PFN_MAP on arch.pte_devmap the
+// entry is devmap; otherwise it is special where the arch can mark PMDs
+// special (arch.pmd_special, upstream v6.12+), and neither devmap nor special
+// before that — the case seed 003 found GUP-fast walking into.
 vm_fault_t vmf_insert_pfn_pmd(Vma& vma, vaddr_t addr, pfn_t pfn, unsigned pfn_flags, bool write);
 vm_fault_t vmf_insert_pfn_pud(Vma& vma, vaddr_t addr, pfn_t pfn, unsigned pfn_flags, bool write);
 
@@ -169,10 +171,6 @@ Status collapse_huge_page(Vma& vma, vaddr_t haddr);
 HugeSize hstate_of(const Vma& vma);
 Status hugetlb_reserve_pages(Vma& vma);
 void hugetlb_unreserve_vma(Vma& vma);
-// clear_vma_resv_huge_pages(): the VMA stops owning its private reservation
-// map without giving reservations back (mremap's old VMA, whose range moved
-// to a new VMA that ->open already attached to the same map).
-void clear_vma_resv_huge_pages(Vma& vma);
 
 // ---------------------------------------------------------------------------
 // The page cache (mm/filemap.c, mm/shmem.c, fs/*)

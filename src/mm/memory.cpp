@@ -59,8 +59,10 @@ Page* vm_normal_page(const Vma& vma, vaddr_t addr, entry_t e) {
 
 Page* vm_normal_page_huge(const Vma& vma, vaddr_t addr, entry_t e, PtLevel level) {
     PhysMem& mem = mem_of(vma);
-    if (special(e)) return nullptr;
-    if (vma.flags & VM_PFNMAP) return nullptr;
+    if (special(e) || devmap(e)) return nullptr;
+    // Huge entries of PFNMAP/MIXEDMAP VMAs come from vmf_insert_pfn_pmd/pud
+    // and hold no reference (vma_is_special_huge()).
+    if (vma.flags & (VM_PFNMAP | VM_MIXEDMAP)) return nullptr;
     pfn_t pfn = pte::pfn(e);
     Page* p = mem.pfn_to_page(pfn);
     if (!p) return nullptr;
@@ -476,6 +478,40 @@ vm_fault_t vmf_insert_mixed(Vma& vma, vaddr_t addr, pfn_t pfn, unsigned pfn_flag
         return VM_FAULT_NOPAGE;
     }
     return insert_pfn_entry(vma, addr & PAGE_MASK, pfn, pfn_flags);
+}
+
+namespace {
+
+vm_fault_t insert_pfn_huge(Vma& vma, vaddr_t addr, pfn_t pfn, unsigned pfn_flags, bool write_entry, PtLevel level) {
+    uint64_t size = 1ULL << level_shift(level);
+    if (!(vma.flags & (VM_PFNMAP | VM_MIXEDMAP)) && !pfn_devmap(vma, pfn_flags)) return VM_FAULT_SIGBUS;
+    if ((addr & (size - 1)) || addr < vma.start || addr + size > vma.end) return VM_FAULT_SIGBUS;
+    MmStruct& mm = *vma.mm;
+    sync::SpinGuard g(mm.page_table_lock);
+    entry_t* slot = mm.pgtable.slot(addr, level, true);
+    if (!slot) return VM_FAULT_OOM;
+    entry_t cur = sync::load(*slot);
+    if (!none(cur)) {
+        // Already mapped (or PTEs exist below): a write upgrade of the same pfn only.
+        if (is_leaf(cur) && write_entry && pte::pfn(cur) == pfn) sync::store(*slot, mkyoung(mkdirty(mkwrite(cur))));
+        return is_table(cur) ? VM_FAULT_FALLBACK : VM_FAULT_NOPAGE;
+    }
+    entry_t e = mk(pfn, vma.page_prot() | HUGE | YOUNG);
+    if (pfn_devmap(vma, pfn_flags)) e |= DEVMAP;
+    else if (cfg_of(vma).arch_pmd_special) e |= SPECIAL;
+    if (write_entry) e = mkdirty(mkwrite(e));
+    sync::store(*slot, e);
+    return VM_FAULT_NOPAGE;
+}
+
+}  // namespace
+
+vm_fault_t vmf_insert_pfn_pmd(Vma& vma, vaddr_t addr, pfn_t pfn, unsigned pfn_flags, bool write_entry) {
+    return insert_pfn_huge(vma, addr & PMD_MASK, pfn, pfn_flags, write_entry, PtLevel::Pmd);
+}
+
+vm_fault_t vmf_insert_pfn_pud(Vma& vma, vaddr_t addr, pfn_t pfn, unsigned pfn_flags, bool write_entry) {
+    return insert_pfn_huge(vma, addr & PUD_MASK, pfn, pfn_flags, write_entry, PtLevel::Pud);
 }
 
 Status vm_insert_page(Vma& vma, vaddr_t addr, Page* page) {
