@@ -4,28 +4,19 @@
 #include "drivers/dev_buffer.h"
 #include "drivers/devices.h"
 #include "fs/file.h"
-#include "fs/inode.h"
 #include "mm/internal.h"
 
 namespace pl {
 
 namespace {
 
-class PfnmapVmOps final : public VmOperations {
-public:
-    const char* name() const override { return "pfnmap"; }
-    // Everything is mapped at mmap time; a fault means an access outside it.
-    vm_fault_t fault(VmFault&) const override { return VM_FAULT_SIGBUS; }
-};
-
-const PfnmapVmOps kVmOps;
+const PrepopulatedVmOps kVmOps("pfnmap");
 
 class PfnmapFops final : public FileOperations {
 public:
     Status mmap(File& f, Vma& vma) const override {
         auto* buf = static_cast<DevBuffer*>(f.private_data);
-        if (vma.pgoff + vma.nr_pages() > buf->nr_pages() || vma.pgoff + vma.nr_pages() < vma.pgoff)
-            return Error(EINVAL);
+        PL_TRY(buf->check_range(vma.pgoff, vma.nr_pages()));
         vma.ops = &kVmOps;
         pfn_t base = buf->kernel->mem->page_to_pfn(buf->folio->head()) + vma.pgoff;
         return remap_pfn_range(vma, vma.start, base, vma.end - vma.start);
@@ -36,13 +27,6 @@ const PfnmapFops kFops;
 
 }  // namespace
 
-Result<File*> pfnmap_dev_open(Kernel& k) {
-    PL_TRY_ASSIGN(DevBuffer * buf, DevBuffer::create(k, kDevBufferOrder));
-    Inode* inode = k.inode_new(FsKind::Device);
-    auto* f = new File(inode, &kFops, "/dev/pfnmap");
-    f->private_data = buf;
-    f->private_release = &DevBuffer::release;
-    return f;
-}
+Result<File*> pfnmap_dev_open(Kernel& k) { return dev_buffer_open(k, kFops, "/dev/pfnmap"); }
 
 }  // namespace pl
