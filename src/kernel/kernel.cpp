@@ -5,6 +5,7 @@
 #include "base/sync/rcu.h"
 #include "fs/inode.h"
 #include "kernel/task.h"
+#include "mm/internal.h"
 #include "mm/mm_struct.h"
 
 namespace pl {
@@ -16,6 +17,8 @@ Kernel::Kernel(const Config& c) : cfg(c), config_text(c.to_string()) {}
 Result<std::unique_ptr<Kernel>> Kernel::create(const Config& cfg) {
     std::unique_ptr<Kernel> k(new Kernel(cfg));
     PL_TRY_ASSIGN(k->mem, PhysMem::create(cfg));
+    // Allocation failures may now compact memory (migrating movable folios).
+    compaction_init(*k);
     return k;
 }
 
