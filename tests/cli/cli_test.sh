@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The pinlab CLI: the main job passes, and bad input exits 2 with a message
+# that names the problem.
+set -euo pipefail
+pinlab="$1"
+fail=0
+expect() {  # expect RC PATTERN -- ARGS...
+  local want_rc="$1" pattern="$2"; shift 3
+  local out rc=0
+  out="$("$pinlab" "$@" 2>&1)" || rc=$?
+  if [[ "$rc" != "$want_rc" ]] || ! grep -qE -- "$pattern" <<<"$out"; then
+    echo "FAIL: pinlab $* -> exit $rc (want $want_rc), output must match /$pattern/:"
+    echo "$out" | tail -5
+    fail=1
+  else
+    echo "ok: pinlab $* -> exit $rc"
+  fi
+}
+expect 0 '^[0-9]+ passed, 0 failed$' -- demo
+expect 0 'invariants: all hold' --
+expect 0 'era=v5.10' -- --config "era=v5.10 thp=never"
+expect 2 "unknown configuration key 'bogus'" -- --config "bogus=1"
+expect 2 "unknown era 'v9.9'" -- --config "era=v9.9"
+expect 2 'not expected: frobnicate' -- frobnicate
+expect 0 'arch.pte_special' -- config-keys
+exit "$fail"
