@@ -249,3 +249,54 @@ TEST_F(Fault, HwpoisonedPageGivesSigbus) {
 
 }  // namespace
 }  // namespace pl::test
+
+namespace pl::test {
+namespace {
+
+class OutOfMemory : public KernelTest {
+protected:
+    void SetUp() override { boot("ram=64M hugetlb_2m=0 thp=never"); }
+};
+
+TEST_F(OutOfMemory, CpuWriteGetsEnomemAndMemoryComesBack) {
+    unsigned long len = 128UL << 20;  // twice the RAM
+    unsigned long a = map(len);
+    long r = 0;
+    unsigned long touched = 0;
+    for (; touched < len; touched += kPage) {
+        r = pl_write(t, a + touched, "x", 1);
+        if (r < 0) break;
+    }
+    EXPECT_EQ(r, -ENOMEM) << "running out of simulated RAM is an error, not a crash";
+    EXPECT_GT(touched, 8UL << 20);
+    EXPECT_EQ(pl_kernel_check(k), 0) << pl_last_error();
+    ASSERT_EQ(pl_munmap(t, a, len), 0);
+    // Everything is free again: the same writes now succeed.
+    unsigned long b = map(8UL << 20);
+    for (unsigned long off = 0; off < (8UL << 20); off += kPage) ASSERT_EQ(pl_write(t, b + off, "y", 1), 1);
+}
+
+TEST_F(OutOfMemory, ForkThatMustCopyPinnedPagesFailsCleanly) {
+    unsigned long a = map(kPage);
+    put_str(t, a, "pinned");
+    Folio* f = folio_at(t, a);
+    mm().set_flag(MMF_HAS_PINNED);
+    f->ref_add(GUP_PIN_COUNTING_BIAS);
+    kern().ref_note(f, GUP_PIN_COUNTING_BIAS);
+    // Eat the rest of memory.
+    unsigned long len = 128UL << 20;
+    unsigned long b = map(len);
+    for (unsigned long off = 0; off < len; off += kPage)
+        if (pl_write(t, b + off, "x", 1) < 0) break;
+    task_struct* c = pl_fork(t);
+    EXPECT_EQ(c, nullptr) << "the pinned page could not be copied for the child";
+    EXPECT_NE(std::string(pl_last_error()).find("ENOMEM"), std::string::npos) << pl_last_error();
+    EXPECT_EQ(get_str(t, a), "pinned");
+    EXPECT_EQ(kern().tasks().size(), 1u) << "the half-built child is gone";
+    EXPECT_EQ(pl_kernel_check(k), 0) << pl_last_error();
+    kern().ref_note(f, -GUP_PIN_COUNTING_BIAS);
+    f->ref_sub_and_test(GUP_PIN_COUNTING_BIAS);
+}
+
+}  // namespace
+}  // namespace pl::test
