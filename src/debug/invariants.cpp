@@ -122,6 +122,14 @@ private:
         return s;
     }
 
+    // The description of a folio, formatted only when a report needs it.
+    struct Who {
+        const Checker* c;
+        const Folio* f;
+        const FolioInfo* fi;
+        std::string operator()() const { return c->describe(f, *fi); }
+    };
+
     FolioInfo& info(Folio* f, const Where& w) {
         auto [it, fresh] = folios_.try_emplace(f);
         if (fresh) it->second.where = w;
@@ -157,29 +165,30 @@ private:
     void check_leaf(MmStruct& mm, vaddr_t a, PtLevel level, entry_t e,
                     std::set<std::pair<Vma*, AnonVma*>>& anon_links) {
         const uint64_t span = uint64_t{1} << level_shift(level);
-        const std::string at = fmt("mm %" PRIu64 " %s at %#" PRIx64 " (%s)", mm.id, level_name(level), a,
-                                   pte::describe(e).c_str());
+        auto at = [&] {
+            return fmt("mm %" PRIu64 " %s at %#" PRIx64 " (%s)", mm.id, level_name(level), a, pte::describe(e).c_str());
+        };
         if (level == PtLevel::Pgd) {
-            report("page table: a leaf at PGD level: " + at);
+            report("page table: a leaf at PGD level: " + at());
             return;
         }
         Vma* vma = mm.vma_lookup(a);
         if (!vma || a + span > vma->end)
-            report("page table: entry outside any VMA: " + at +
+            report("page table: entry outside any VMA: " + at() +
                    (vma ? fmt(" overruns VMA [%#" PRIx64 ", %#" PRIx64 ")", vma->start, vma->end) : std::string()));
         if (!present(e)) {
             if (is_swap(e) && swp_type(e) == SwpType::Hwpoison) {
                 Page* p = mem_.pfn_to_page(pte::pfn(e));
-                if (!p || !PageHWPoison(p)) report("page table: hwpoison entry for a frame not marked PG_hwpoison: " + at);
+                if (!p || !PageHWPoison(p)) report("page table: hwpoison entry for a frame not marked PG_hwpoison: " + at());
             } else if (is_migration(e)) {
-                report("page table: migration entry left behind (no migration is in flight): " + at);
+                report("page table: migration entry left behind (no migration is in flight): " + at());
             } else {
-                report("page table: non-present entry that is not a valid swap-style entry: " + at);
+                report("page table: non-present entry that is not a valid swap-style entry: " + at());
             }
             return;
         }
-        if (level != PtLevel::Pte && !huge(e)) report("page table: PMD/PUD leaf without pte::HUGE: " + at);
-        if (level == PtLevel::Pte && (e & TABLE)) report("page table: PTE with the TABLE bit: " + at);
+        if (level != PtLevel::Pte && !huge(e)) report("page table: PMD/PUD leaf without pte::HUGE: " + at());
+        if (level == PtLevel::Pte && (e & TABLE)) report("page table: PTE with the TABLE bit: " + at());
         if (!vma) return;
         Page* page = level == PtLevel::Pte ? vm_normal_page(*vma, a, e) : vm_normal_page_huge(*vma, a, e, level);
         if (!page || !mem_.owns(page) || devmap(e)) return;
@@ -189,14 +198,14 @@ private:
             report(fmt("page table: entry points at a freed frame (pfn %#" PRIx64 ": refcount %d%s%s): ",
                        pfn_of(page), folio->ref_count(), folio->test(PG_buddy) ? ", PG_buddy" : "",
                        folio->is_hugetlb() ? ", hugetlb free pool" : "") +
-                   at);
+                   at());
             return;
         }
         if (level != PtLevel::Pte &&
             (page != folio->head() || folio->order() != level_shift(level) - PAGE_SHIFT)) {
             report(fmt("page table: huge leaf maps pfn %#" PRIx64 " of a folio of order %u at pfn %#" PRIx64 ": ",
                        pfn_of(page), folio->order(), pfn_of(folio->head())) +
-                   at);
+                   at());
             return;
         }
         FolioInfo& fi = info(folio, Where{Where::Map, mm.id, vma->start, vma->end, a, 0, 0});
@@ -211,14 +220,14 @@ private:
         }
         if (folio->is_anon()) {
             AnonVma* av = folio->anon_vma();
-            if (!av) report("anon_vma: anonymous folio without an anon_vma: " + at);
+            if (!av) report("anon_vma: anonymous folio without an anon_vma: " + at());
             else anon_links.emplace(vma, av);
             Page* flag_page = level == PtLevel::Pte ? page : folio->head();
             if (write(e) && !PageAnonExclusive(flag_page))
                 report(fmt("PageAnonExclusive: writable mapping of anonymous pfn %#" PRIx64
                            " without PageAnonExclusive: ",
                            pfn_of(flag_page)) +
-                       at);
+                       at());
         }
     }
 
@@ -229,22 +238,24 @@ private:
             {
                 sync::SpinGuard g(m.i_pages_lock);
                 for (auto& [idx, f] : m.i_pages) {
-                    const std::string at = fmt("inode %" PRIu64 " index %" PRIu64 " pfn %#" PRIx64, inode->ino, idx,
-                                               pfn_of(f->head()));
+                    auto at = [&, idx = idx, f = f] {
+                        return fmt("inode %" PRIu64 " index %" PRIu64 " pfn %#" PRIx64, inode->ino, idx,
+                                   pfn_of(f->head()));
+                    };
                     if (f->mapping() != &m)
-                        report("page cache: folio's mapping is not its file's (" + at +
+                        report("page cache: folio's mapping is not its file's (" + at() +
                                fmt(", mapping %#" PRIxPTR ")", f->raw_mapping()));
                     if (f->index() != idx)
-                        report("page cache: folio's index disagrees with its slot (" + at +
+                        report("page cache: folio's index disagrees with its slot (" + at() +
                                fmt(", index %" PRIu64 ")", f->index()));
                     if (freed(f)) {
-                        report("page cache: cached folio is a freed frame (" + at +
+                        report("page cache: cached folio is a freed frame (" + at() +
                                fmt(", refcount %d)", f->ref_count()));
                         continue;
                     }
                     for (unsigned long i = 0; i < f->nr_pages(); ++i)
                         if (PageAnonExclusive(f->page(i)))
-                            report("PageAnonExclusive: set on a page-cache page (" + at + fmt(", page %lu)", i));
+                            report("PageAnonExclusive: set on a page-cache page (" + at() + fmt(", page %lu)", i));
                     FolioInfo& fi = info(f, Where{Where::Cache, 0, 0, 0, 0, inode->ino, idx});
                     fi.cache_refs += static_cast<long>(f->nr_pages());
                 }
@@ -253,18 +264,20 @@ private:
                 sync::SpinGuard g(inode->dax_lock);
                 for (auto& [idx, pfn] : inode->dax_blocks) {
                     Page* p = mem_.pfn_to_page(pfn);
-                    const std::string at = fmt("inode %" PRIu64 " index %" PRIu64 " pfn %#" PRIx64, inode->ino, idx, pfn);
+                    auto at = [&, idx = idx, pfn = pfn] {
+                        return fmt("inode %" PRIu64 " index %" PRIu64 " pfn %#" PRIx64, inode->ino, idx, pfn);
+                    };
                     if (!p) {
-                        report("fsdax: block without a struct page (" + at + ")");
+                        report("fsdax: block without a struct page (" + at() + ")");
                         continue;
                     }
                     Folio* f = page_folio(p);
                     if (freed(f)) {
-                        report("fsdax: block is a freed frame (" + at + ")");
+                        report("fsdax: block is a freed frame (" + at() + ")");
                         continue;
                     }
                     if (f->mapping() != &m || f->index() != idx)
-                        report("fsdax: block's mapping/index disagree with the file (" + at + ")");
+                        report("fsdax: block's mapping/index disagree with the file (" + at() + ")");
                     FolioInfo& fi = info(f, Where{Where::Dax, 0, 0, 0, 0, inode->ino, idx});
                     fi.file_refs += 1;
                 }
@@ -293,10 +306,10 @@ private:
     void check_folios() {
         for (auto& [f, fi] : folios_) {
             if (mem_.is_zero_folio(f)) continue;
-            const std::string who = describe(f, fi);
+            const Who who{this, f, &fi};
             if (freed(f)) {
                 if (fi.where.kind == Where::Ledger)
-                    report(fmt("refcount: %ld ledger references on a freed frame: ", fi.ledger) + who);
+                    report(fmt("refcount: %ld ledger references on a freed frame: ", fi.ledger) + who());
                 continue;  // mapped/cached freed frames were reported where found
             }
             check_mapcounts(f, fi, who);
@@ -305,17 +318,17 @@ private:
                 report(fmt("refcount: %d but %ld expected (%ld PTE + %ld PMD/PUD mappings, %ld page-cache, %ld fsdax, "
                            "%ld ledger): ",
                            f->ref_count(), expected, fi.ptes, fi.entire, fi.cache_refs, fi.file_refs, fi.ledger) +
-                       who);
+                       who());
             check_anon_exclusive(f, fi, who);
             if (mem_.page_to_pfn(f->head()) < mem_.ram_pages() && !f->is_hugetlb())
                 reached_pages_ += f->nr_pages();
         }
     }
 
-    void check_mapcounts(Folio* f, const FolioInfo& fi, const std::string& who) {
+    void check_mapcounts(Folio* f, const FolioInfo& fi, const Who& who) {
         if (!f->is_large()) {
             int mc = sync::load(f->head()->mapcount);
-            if (mc != fi.ptes) report(fmt("mapcount: %d but %ld PTEs map the page: ", mc, fi.ptes) + who);
+            if (mc != fi.ptes) report(fmt("mapcount: %d but %ld PTEs map the page: ", mc, fi.ptes) + who());
             return;
         }
         const unsigned long n = f->nr_pages();
@@ -328,29 +341,29 @@ private:
             if (mc != want && bad_pages++ < 3)
                 report(fmt("mapcount: page %lu (pfn %#" PRIx64 ") has %d but %d PTEs map it: ", i,
                            pfn_of(f->page(i)), mc, want) +
-                       who);
+                       who());
         }
-        if (bad_pages > 3) report(fmt("mapcount: %zu pages wrong in all: ", bad_pages) + who);
+        if (bad_pages > 3) report(fmt("mapcount: %zu pages wrong in all: ", bad_pages) + who());
         if (f->entire_mapcount() != fi.entire)
             report(fmt("entire_mapcount: %d but %ld PMD/PUD leaves map the folio: ", f->entire_mapcount(), fi.entire) +
-                   who);
+                   who());
         if (f->large_mapcount() != fi.ptes + fi.entire)
             report(fmt("large_mapcount: %d but %ld mappings (%ld PTE + %ld PMD/PUD): ", f->large_mapcount(),
                        fi.ptes + fi.entire, fi.ptes, fi.entire) +
-                   who);
+                   who());
         if (f->nr_pages_mapped() != with_pte)
-            report(fmt("nr_pages_mapped: %d but %ld pages are PTE-mapped: ", f->nr_pages_mapped(), with_pte) + who);
+            report(fmt("nr_pages_mapped: %d but %ld pages are PTE-mapped: ", f->nr_pages_mapped(), with_pte) + who());
     }
 
-    void check_anon_exclusive(Folio* f, const FolioInfo& fi, const std::string& who) {
+    void check_anon_exclusive(Folio* f, const FolioInfo& fi, const Who& who) {
         if (fi.ptes == 0 && fi.entire == 0) return;  // only mapped pages carry a meaningful flag
         const bool anon = f->is_anon();
         if (fi.entire > 0 && PageAnonExclusive(f->head())) {
-            if (!anon) report("PageAnonExclusive: set on a page that is not anonymous: " + who);
+            if (!anon) report("PageAnonExclusive: set on a page that is not anonymous: " + who());
             else if (fi.entire != 1 || fi.ptes != 0)
                 report(fmt("PageAnonExclusive: on the head of a folio with %ld PMD/PUD and %ld PTE mappings: ",
                            fi.entire, fi.ptes) +
-                       who);
+                       who());
         }
         if (fi.ptes == 0) return;
         const unsigned long n = f->nr_pages();
@@ -358,14 +371,14 @@ private:
             int maps = f->is_large() ? fi.per_page[i] : static_cast<int>(fi.ptes);
             if (maps == 0 || !PageAnonExclusive(f->page(i))) continue;
             if (!anon) {
-                report(fmt("PageAnonExclusive: set on mapped page %lu that is not anonymous: ", i) + who);
+                report(fmt("PageAnonExclusive: set on mapped page %lu that is not anonymous: ", i) + who());
                 break;
             }
             if (maps != 1 || fi.entire != 0) {
                 report(fmt("PageAnonExclusive: page %lu (pfn %#" PRIx64 ") has it but %d PTE and %ld PMD/PUD "
                            "mappings: ",
                            i, pfn_of(f->page(i)), maps, fi.entire) +
-                       who);
+                       who());
                 break;
             }
         }

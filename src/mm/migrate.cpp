@@ -115,13 +115,9 @@ void remove_migration_ptes(Kernel& k, Folio* src, Folio* dst) {
                 ne |= e & (DIRTY | SOFT_DIRTY);
                 if (writable) ne |= WRITE;
                 else if (uffd_wp(e)) ne |= UFFD_WP;
-                const bool was_mapped = dst->mapped();
                 Page* rpage = rl == RmapLevel::Pte ? np : dst->head();
                 if (anon) folio_add_anon_rmap(dst, rpage, 1, vma, rl, exclusive);
                 else folio_add_file_rmap(dst, rpage, 1, vma, rl);
-                // folio_add_anon_rmap() leaves NR_ANON_MAPPED to us, while
-                // folio_remove_rmap() drops it when the folio is unmapped.
-                if (anon && !was_mapped) k.vmstat.add(Vmstat::nr_anon_pages, static_cast<int64_t>(dst->nr_pages()));
                 dst->ref_add(1);
                 account_rss(vma, dst, span);
                 sync::store(*leaf.slot, ne, sync::memory_order_release);

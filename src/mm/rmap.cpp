@@ -113,7 +113,9 @@ void folio_add_new_anon_rmap(Folio* folio, Vma& vma, vaddr_t addr, RmapLevel lev
     kernel_of(vma).vmstat.add(Vmstat::nr_anon_pages, static_cast<int64_t>(folio->nr_pages()));
 }
 
-void folio_add_anon_rmap(Folio* folio, Page* page, int nr, Vma&, RmapLevel level, bool exclusive) {
+void folio_add_anon_rmap(Folio* folio, Page* page, int nr, Vma& vma, RmapLevel level, bool exclusive) {
+    // nr_anon_pages counts anonymous folios that are mapped at all.
+    if (!folio->mapped()) kernel_of(vma).vmstat.add(Vmstat::nr_anon_pages, static_cast<int64_t>(folio->nr_pages()));
     rmap_add(folio, page, nr, level);
     if (exclusive) {
         if (level == RmapLevel::Pte)

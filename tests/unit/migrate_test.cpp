@@ -2,6 +2,8 @@
 // move, exclusivity is kept, referenced (maybe pinned) folios are refused,
 // THPs move, placement follows the gfp, compaction builds a free 2 MiB block
 // in a fragmented zone, and a poisoned page SIGBUSes.
+#include <atomic>
+#include <thread>
 #include <vector>
 
 #include "test_kernel.h"
@@ -135,6 +137,24 @@ TEST_F(Migrate, PageCacheFolioOfSharedFileMappingSeenByTwoTasks) {
         EXPECT_EQ(pl_kernel_check(k), 0) << pl_last_error();
         pl_exit(t2);
     }
+}
+
+TEST_F(Migrate, PageCacheFolioMappedPrivatelyStaysCopyOnWrite) {
+    pl_file* f = file("ext4", 2 * kPage);
+    ASSERT_EQ(pl_pwrite(f, "file data", 10, 0), 10);
+    unsigned long a = map(t, 2 * kPage, kRW, MAP_PRIVATE, f);
+    ASSERT_EQ(get_str(t, a), "file data");  // maps the cache page read-only
+    unsigned long old = pfn(t, a);
+    ASSERT_FALSE(PageAnon(pg(t, a)));
+    ASSERT_EQ(pl_migrate_page(t, a), 0) << pl_last_error();
+    EXPECT_NE(pfn(t, a), old);
+    EXPECT_FALSE(pte_has(t, a, "write"));
+    EXPECT_EQ(get_str(t, a), "file data");
+    put_str(t, a, "private");  // COW: the file keeps its data
+    EXPECT_TRUE(PageAnon(pg(t, a)));
+    char buf[16] = {};
+    ASSERT_EQ(pl_pread(f, buf, 10, 0), 10);
+    EXPECT_STREQ(buf, "file data");
 }
 
 TEST_F(Migrate, RefusesFolioWithExtraReference) {
@@ -364,6 +384,63 @@ TEST_F(Migrate, MemoryFailureOnCleanFilePageDropsItFromTheCache) {
     EXPECT_NE(pfn(t, a), p);
 }
 
+TEST_F(Migrate, MemoryFailureSplitsAThpAndPoisonsOnePage) {
+    unsigned long h = map(kHuge);
+    put_str(t, h, "head");
+    put_str(t, h + 9 * kPage, "doomed");
+    put_str(t, h + 10 * kPage, "neighbour");
+    ASSERT_EQ(level(t, h), PtLevel::Pmd);
+    unsigned long p = pfn(t, h + 9 * kPage);
+    ASSERT_EQ(pl_memory_failure(k, p), 0) << pl_last_error();
+    baseline += 1;
+    EXPECT_TRUE(pte_has(t, h + 9 * kPage, "hwpoison"));
+    char c;
+    EXPECT_EQ(pl_read(t, h + 9 * kPage, &c, 1), -EFAULT);
+    EXPECT_EQ(get_str(t, h), "head");
+    EXPECT_EQ(get_str(t, h + 10 * kPage), "neighbour");
+    EXPECT_FALSE(PageCompound(pg(t, h + 10 * kPage))) << "the THP was split";
+}
+
+TEST_F(Migrate, MemoryFailureOnPinnedPageFailsButTheFrameIsWithheld) {
+    unsigned long a = map(kPage);
+    put_str(t, a, "pinned");
+    page* pp = pg(t, a);
+    unsigned long p = page_to_pfn(pp);
+    get_page(pp);  // an extra reference, as a pin would be
+    EXPECT_EQ(pl_memory_failure(k, p), -EBUSY);
+    baseline += 1;  // once released, the poisoned frame stays out of the buddy allocator
+    EXPECT_TRUE(pte_has(t, a, "hwpoison"));  // the mapping went anyway
+    EXPECT_EQ(pl_kernel_check(k), 0) << pl_last_error();
+    put_page(pp);  // the last reference: freed, but withheld
+    EXPECT_EQ(pl_kernel_check(k), 0) << pl_last_error();
+}
+
+TEST_F(Migrate, MemoryFailureOnHugetlbfsPageKeepsItCached) {
+    pl_file* f = file("hugetlbfs", kHuge);
+    unsigned long a = map(t, kHuge, kRW, MAP_SHARED, f);
+    put_str(t, a + kPage, "huge file");
+    unsigned long p = pfn(t, a + kPage);
+    ASSERT_EQ(pl_memory_failure(k, p), 0) << pl_last_error();
+    EXPECT_TRUE(pte_has(t, a, "hwpoison"));
+    char c;
+    EXPECT_EQ(pl_read(t, a, &c, 1), -EFAULT);
+    // Another mapping of the file faults on the poisoned cached page.
+    task_struct* t2 = pl_task_new(k);
+    unsigned long b = map(t2, kHuge, kRW, MAP_SHARED, f);
+    EXPECT_EQ(pl_read(t2, b, &c, 1), -EFAULT);
+    EXPECT_EQ(pl_kernel_check(k), 0) << pl_last_error();
+    // (hugetlb pool pages count as allocated whether in use or not)
+}
+
+TEST_F(Migrate, RefusesFsdaxPages) {
+    pl_file* f = file("fsdax", 4 * kPage);
+    unsigned long a = map(t, 4 * kPage, kRW, MAP_SHARED, f);
+    put_str(t, a, "pmem");
+    ASSERT_NE(pg(t, a), nullptr);
+    EXPECT_EQ(pl_migrate_page(t, a), -EBUSY);
+    EXPECT_EQ(get_str(t, a), "pmem");
+}
+
 TEST_F(Migrate, MemoryFailureErrors) {
     EXPECT_EQ(pl_memory_failure(k, kern().mem->iomem_base() + 5), -ENXIO);
     // A free frame cannot be taken off the buddy lists in the model.
@@ -373,6 +450,74 @@ TEST_F(Migrate, MemoryFailureErrors) {
     kern().mem->folio_put(*f);
     EXPECT_EQ(pl_memory_failure(k, p), -EBUSY);
     EXPECT_FALSE(PageHWPoison(kern().mem->pfn_to_page(p)));
+}
+
+// Faults that meet a migration entry wait for it; the writer never sees a
+// stale or half-copied page, and nothing is lost.
+class MigrateConcurrent : public Migrate {};
+
+TEST_F(MigrateConcurrent, MigrationWhileTheTaskWritesAndForks) {
+    unsigned long a = map(4 * kPage);
+    unsigned long counter = 0;
+    ASSERT_EQ(pl_write(t, a, &counter, sizeof counter), static_cast<long>(sizeof counter));
+    std::atomic<bool> stop{false};
+    std::atomic<long> migrated{0};
+    std::thread migrator([&] {
+        while (!stop.load()) {
+            int r = pl_migrate_page(t, a);
+            if (r == 0) migrated.fetch_add(1);
+            else EXPECT_TRUE(r == -EBUSY || r == -EAGAIN || r == -EFAULT) << r;
+        }
+    });
+    unsigned long i = 1;
+    for (; i <= 2000 || (migrated.load() < 200 && i < 2000000); ++i) {
+        unsigned long v = 0;
+        ASSERT_EQ(pl_read(t, a, &v, sizeof v), static_cast<long>(sizeof v));
+        ASSERT_EQ(v, i - 1);
+        ASSERT_EQ(pl_write(t, a, &i, sizeof i), static_cast<long>(sizeof i));
+        if (i % 500 == 0) {
+            task_struct* child = pl_fork(t);
+            ASSERT_NE(child, nullptr);
+            unsigned long cv = 0;
+            ASSERT_EQ(pl_read(child, a, &cv, sizeof cv), static_cast<long>(sizeof cv));
+            EXPECT_EQ(cv, i);
+            pl_exit(child);
+        }
+    }
+    stop.store(true);
+    migrator.join();
+    EXPECT_GT(migrated.load(), 0) << "after " << i << " writes";
+    EXPECT_EQ(pl_kernel_check(k), 0) << pl_last_error();
+}
+
+// Compaction moves folios of a task that is faulting, writing and unmapping.
+TEST_F(MigrateConcurrent, CompactionWhileTheTaskFaultsAndUnmaps) {
+    reboot("ram=64M hugetlb_2m=0 hugetlb_1g=0 thp=never");
+    const unsigned long n = 4096;  // 16 MiB of the 64
+    unsigned long a = map(n * kPage);
+    for (unsigned long i = 0; i < n; ++i) ASSERT_EQ(pl_write(t, a + i * kPage, &i, sizeof i), 8);
+    for (unsigned long i = 0; i < n; i += 2) ASSERT_EQ(pl_madvise(t, a + i * kPage, kPage, MADV_DONTNEED), 0);
+    std::atomic<bool> stop{false};
+    std::atomic<long> moved{0};
+    std::thread compactor([&] {
+        while (!stop.load()) moved.fetch_add(pl_compact_memory(k));
+    });
+    for (int round = 0; round < 6 || (moved.load() == 0 && round < 200); ++round) {
+        for (unsigned long i = 1; i < n; i += 2) {
+            unsigned long v = 0;
+            ASSERT_EQ(pl_read(t, a + i * kPage, &v, sizeof v), 8);
+            ASSERT_EQ(v, i + round * n) << "page " << i << " round " << round;
+            v = i + (round + 1) * n;
+            ASSERT_EQ(pl_write(t, a + i * kPage, &v, sizeof v), 8);
+        }
+        unsigned long b = map((round + 1) * 64 * kPage);
+        for (unsigned long j = 0; j < (round + 1) * 64UL; j += 3) put_str(t, b + j * kPage, "tmp");
+        ASSERT_EQ(pl_munmap(t, b, (round + 1) * 64 * kPage), 0);
+    }
+    stop.store(true);
+    compactor.join();
+    EXPECT_GT(moved.load(), 0);
+    EXPECT_EQ(pl_kernel_check(k), 0) << pl_last_error();
 }
 
 }  // namespace
