@@ -652,12 +652,10 @@ Status copy_hugetlb_page_range(Vma& dst, Vma& src) {
     MmStruct& smm = *src.mm;
     MmStruct& dmm = *dst.mm;
     PhysMem& mem = mem_of(src);
-    bool cow = src.is_cow_mapping();
-    if (cow) smm.write_protect_seq.write_begin();
     Status status;
     {
-        sync::SpinGuard gd(dmm.page_table_lock);
-        sync::SpinGuard gs(smm.page_table_lock);
+        ForkCopySection section(dst, src);
+        const bool cow = section.cow();
         for (vaddr_t a = src.start & ~(hsz - 1); a < src.end; a += hsz) {
             entry_t* sslot = smm.pgtable.slot(a, level, false);
             if (!sslot) continue;
@@ -706,7 +704,6 @@ Status copy_hugetlb_page_range(Vma& dst, Vma& src) {
             sync::store(*dslot, e);
         }
     }
-    if (cow) smm.write_protect_seq.write_end();
     return status;
 }
 

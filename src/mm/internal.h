@@ -145,6 +145,32 @@ void for_each_folio_mapping_locked(Vma& vma, Folio* folio, vaddr_t addr, const F
 // copy_page_range(): fork's copy of one VMA's entries into the child.
 Status copy_page_range(Vma& dst, Vma& src);
 
+// The critical section fork copies a VMA's entries in: both page-table locks
+// (the child's first) and, for COW mappings, the parent's write_protect_seq
+// held odd, so that GUP-fast cannot pin a page while fork shares it.
+class ForkCopySection {
+public:
+    ForkCopySection(Vma& dst, Vma& src) PL_NO_TSA
+        : src_mm_(*src.mm), dst_mm_(*dst.mm), cow_(src.is_cow_mapping()) {
+        if (cow_) src_mm_.write_protect_seq.write_begin();
+        dst_mm_.page_table_lock.lock();
+        src_mm_.page_table_lock.lock();
+    }
+    ~ForkCopySection() PL_NO_TSA {
+        src_mm_.page_table_lock.unlock();
+        dst_mm_.page_table_lock.unlock();
+        if (cow_) src_mm_.write_protect_seq.write_end();
+    }
+    ForkCopySection(const ForkCopySection&) = delete;
+    ForkCopySection& operator=(const ForkCopySection&) = delete;
+    bool cow() const { return cow_; }
+
+private:
+    MmStruct& src_mm_;
+    MmStruct& dst_mm_;
+    bool cow_;
+};
+
 // ---------------------------------------------------------------------------
 // THP (mm/huge_memory.c)
 // ---------------------------------------------------------------------------

@@ -622,13 +622,10 @@ Status copy_page_range(Vma& dst, Vma& src) {
     MmStruct& smm = *src.mm;
     MmStruct& dmm = *dst.mm;
     PhysMem& mem = mem_of(src);
-    bool cow = src.is_cow_mapping();
-    // GUP-fast pins only if it sees write_protect_seq unchanged across its walk.
-    if (cow) smm.write_protect_seq.write_begin();
     Status status;
     {
-        sync::SpinGuard gd(dmm.page_table_lock);
-        sync::SpinGuard gs(smm.page_table_lock);
+        ForkCopySection section(dst, src);
+        const bool cow = section.cow();
         vaddr_t a = src.start;
         while (a < src.end) {
             vaddr_t at = a;
@@ -694,7 +691,6 @@ Status copy_page_range(Vma& dst, Vma& src) {
             a = at + span;
         }
     }
-    if (cow) smm.write_protect_seq.write_end();
     return status;
 }
 
