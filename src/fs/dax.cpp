@@ -201,25 +201,17 @@ void dax_inode_teardown(Inode& inode) {
 // dax_iomap_rw(): reads and writes go straight to the blocks.
 Result<uint64_t> dax_read(Inode& inode, void* buf, uint64_t len, uint64_t off) {
     PhysMem& mem = *inode.kernel.mem;
-    uint64_t size = inode.size.load();
-    if (off >= size) return uint64_t{0};
-    len = std::min(len, size - off);
     auto* dst = static_cast<uint8_t*>(buf);
-    uint64_t done = 0;
-    while (done < len) {
-        uint64_t pos = off + done;
-        unsigned poff = static_cast<unsigned>(pos & ~PAGE_MASK);
-        unsigned n = static_cast<unsigned>(std::min<uint64_t>(PAGE_SIZE - poff, len - done));
+    return for_each_page_chunk(off, clamp_to_eof(inode.size.load(), off, len), [&](const PageChunk& c) {
         Folio* folio = nullptr;
-        if (!dax_get_block(inode, pos >> PAGE_SHIFT, /*alloc=*/false, &folio)) {
-            (void)mem.read_frame(pfn_of(inode, folio->head()), poff, dst + done, n);
+        if (!dax_get_block(inode, c.index, /*alloc=*/false, &folio)) {
+            (void)mem.read_frame(pfn_of(inode, folio->head()), c.offset, dst + c.done, c.len);
             mem.folio_put(folio);
         } else {
-            std::fill(dst + done, dst + done + n, uint8_t{0});  // a hole
+            std::fill(dst + c.done, dst + c.done + c.len, uint8_t{0});  // a hole
         }
-        done += n;
-    }
-    return done;
+        return true;
+    });
 }
 
 Result<uint64_t> dax_write(Inode& inode, const void* buf, uint64_t len, uint64_t off) {

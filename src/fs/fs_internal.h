@@ -3,6 +3,7 @@
 // mm/truncate.cpp, mm/page_writeback.cpp). Not for use outside those files.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "base/result.h"
@@ -26,6 +27,34 @@ inline constexpr int FALLOC_FL_PUNCH_HOLE = 0x02;
 inline constexpr uint64_t MAX_FILE_SIZE = (1ULL << 62);
 
 inline constexpr pgoff_t size_to_pages(uint64_t size) { return (size + PAGE_SIZE - 1) >> PAGE_SHIFT; }
+
+// The part of [off, off + len) below EOF: what a read may return.
+inline uint64_t clamp_to_eof(uint64_t size, uint64_t off, uint64_t len) {
+    return off >= size ? 0 : std::min(len, size - off);
+}
+
+// One piece of a byte range that lies inside a single page.
+struct PageChunk {
+    pgoff_t index;    // page index in the file
+    unsigned offset;  // offset in that page
+    unsigned len;     // bytes in this piece
+    uint64_t done;    // bytes of the range before this piece
+};
+
+// Calls fn(chunk) for each page-sized piece of [off, off + len) in order; fn
+// returns false to stop. Returns the bytes of the pieces fn accepted.
+template <typename Fn>
+uint64_t for_each_page_chunk(uint64_t off, uint64_t len, Fn&& fn) {
+    uint64_t done = 0;
+    while (done < len) {
+        uint64_t pos = off + done;
+        PageChunk c{pos >> PAGE_SHIFT, static_cast<unsigned>(pos & ~PAGE_MASK), 0, done};
+        c.len = static_cast<unsigned>(std::min<uint64_t>(PAGE_SIZE - c.offset, len - done));
+        if (!fn(c)) break;
+        done += c.len;
+    }
+    return done;
+}
 
 // ---- fs/inode.cpp ---------------------------------------------------------------------
 // The folio covering `index` with a reference, and its first index; null if none.

@@ -103,36 +103,30 @@ vm_fault_t filemap_get_or_read(Inode& inode, pgoff_t index, Folio** out) {
 // allocating (SGP_READ).
 Result<uint64_t> filemap_read(Inode& inode, void* buf, uint64_t len, uint64_t off) {
     PhysMem& mem = *inode.kernel.mem;
-    uint64_t size = inode.size.load();
-    if (off >= size) return uint64_t{0};
-    len = std::min(len, size - off);
     auto* dst = static_cast<uint8_t*>(buf);
     bool lookup_only = inode.traits().shmem;
-    uint64_t done = 0;
-    while (done < len) {
-        uint64_t pos = off + done;
-        pgoff_t index = pos >> PAGE_SHIFT;
-        unsigned poff = static_cast<unsigned>(pos & ~PAGE_MASK);
-        unsigned n = static_cast<unsigned>(std::min<uint64_t>(PAGE_SIZE - poff, len - done));
+    bool oom = false;
+    uint64_t done = for_each_page_chunk(off, clamp_to_eof(inode.size.load(), off, len), [&](const PageChunk& c) {
         Folio* folio = nullptr;
         if (lookup_only) {
-            folio = inode.mapping.get_folio(index);
+            folio = inode.mapping.get_folio(c.index);
         } else {
-            vm_fault_t r = filemap_get_or_create(inode, index, CreateMode::Fault, &folio);
-            if (r == VM_FAULT_SIGBUS) break;  // truncated meanwhile: a short read
+            vm_fault_t r = filemap_get_or_create(inode, c.index, CreateMode::Fault, &folio);
+            if (r == VM_FAULT_SIGBUS) return false;  // truncated meanwhile: a short read
             if (r) {
-                if (done) break;
-                return Error(ENOMEM);
+                oom = c.done == 0;
+                return false;
             }
         }
         if (folio) {
-            (void)mem.read_frame(pfn_of(inode, folio->head()), poff, dst + done, n);
+            (void)mem.read_frame(pfn_of(inode, folio->head()), c.offset, dst + c.done, c.len);
             mem.folio_put(folio);
         } else {
-            std::memset(dst + done, 0, n);
+            std::memset(dst + c.done, 0, c.len);
         }
-        done += n;
-    }
+        return true;
+    });
+    if (oom) return Error(ENOMEM);
     return done;
 }
 
@@ -178,26 +172,17 @@ Result<uint64_t> filemap_write(Inode& inode, const void* buf, uint64_t len, uint
 // hugetlbfs_read_iter(): copies from the huge folios in the cache; holes read zero.
 Result<uint64_t> hugetlbfs_read(Inode& inode, void* buf, uint64_t len, uint64_t off) {
     PhysMem& mem = *inode.kernel.mem;
-    uint64_t size = inode.size.load();
-    if (off >= size) return uint64_t{0};
-    len = std::min(len, size - off);
     auto* dst = static_cast<uint8_t*>(buf);
-    uint64_t done = 0;
-    while (done < len) {
-        uint64_t pos = off + done;
-        pgoff_t index = pos >> PAGE_SHIFT;
-        unsigned poff = static_cast<unsigned>(pos & ~PAGE_MASK);
-        unsigned n = static_cast<unsigned>(std::min<uint64_t>(PAGE_SIZE - poff, len - done));
+    return for_each_page_chunk(off, clamp_to_eof(inode.size.load(), off, len), [&](const PageChunk& c) {
         pgoff_t first = 0;
-        if (Folio* folio = mapping_get_folio(inode.mapping, index, &first)) {
-            (void)mem.read_frame(mem.page_to_pfn(folio->page(index - first)), poff, dst + done, n);
+        if (Folio* folio = mapping_get_folio(inode.mapping, c.index, &first)) {
+            (void)mem.read_frame(mem.page_to_pfn(folio->page(c.index - first)), c.offset, dst + c.done, c.len);
             mem.folio_put(folio);
         } else {
-            std::memset(dst + done, 0, n);
+            std::memset(dst + c.done, 0, c.len);
         }
-        done += n;
-    }
-    return done;
+        return true;
+    });
 }
 
 // The disk's bytes (what survives without the page cache), up to EOF.
