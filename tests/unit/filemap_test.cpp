@@ -799,7 +799,7 @@ TEST(VmaFile, ShmemZeroSetup) {
 
 // Readers, writers, truncation, hole punching and fsync at once: no crash,
 // no leak, and the dirty count returns to where it started.
-TEST(Filemap, ConcurrentOperations) {
+TEST(FilemapConcurrent, Operations) {
     auto k = make_kernel();
     for (FsKind fs : {FsKind::Ext4, FsKind::Tmpfs, FsKind::Fsdax}) {
         SCOPED_TRACE(fs_traits(fs).name);
@@ -932,7 +932,7 @@ TEST(FilemapMapped, SharedAnonymousIsShmem) {
 
 // Stores through a shared mapping race with truncation, hole punching and
 // fsync: no crash, and no page is leaked once the task is gone.
-TEST(FilemapMapped, ConcurrentFaultsAndTruncation) {
+TEST(FilemapConcurrent, FaultsAndTruncation) {
     for (FsKind fs : {FsKind::Ext4, FsKind::Memfd, FsKind::Fsdax}) {
         SCOPED_TRACE(fs_traits(fs).name);
         auto k = make_kernel();

@@ -578,7 +578,10 @@ TEST_F(Hugetlb, PunchHoleRemovesWholePagesIncludingPrivateCopies) {
     expect_check();
 }
 
-TEST_F(Hugetlb, ConcurrentSharedFaultsFindOnePage) {
+// Runs under TSan too (suite name ends in Concurrent).
+class HugetlbConcurrent : public Hugetlb {};
+
+TEST_F(HugetlbConcurrent, SharedFaultsFindOnePage) {
     boot("ram=1G hugetlb_2m=8 hugetlb_1g=0");
     pl_file* f = ::pl_file_new(k_, "hugetlbfs", 2 << 20);
     ASSERT_NE(f, nullptr) << ::pl_last_error();
