@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <sys/mman.h>
 
+#include "pinlab/uapi.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -29,26 +31,6 @@ struct vm_area_struct;  /* a VMA */
 struct page;            /* a 4 KiB frame's metadata */
 struct folio;           /* a head page of 2^order frames */
 struct pl_file;         /* an open file or device */
-
-/* madvise() advice values that older libc headers lack. */
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22
-#endif
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-#ifndef MADV_COLLAPSE
-#define MADV_COLLAPSE 25
-#endif
-#ifndef MAP_HUGE_SHIFT
-#define MAP_HUGE_SHIFT 26
-#endif
-#ifndef MAP_HUGE_2MB
-#define MAP_HUGE_2MB (21 << MAP_HUGE_SHIFT)
-#endif
-#ifndef MAP_HUGE_1GB
-#define MAP_HUGE_1GB (30 << MAP_HUGE_SHIFT)
-#endif
 
 /* ---- the kernel ------------------------------------------------------------
  * config: space-separated key=value words; NULL or "" for the defaults.

@@ -21,6 +21,16 @@ bool is_huge_zero_entry(const Vma& vma, entry_t e) {
     return hz && present(e) && pte::pfn(e) == mem_of(vma).page_to_pfn(hz->head());
 }
 
+// A fresh anonymous THP becomes the PMD at haddr: exclusive, writable if the
+// VMA is (the tail of do_huge_pmd_anonymous_page()). Caller holds the ptl.
+void map_new_anon_thp_locked(Vma& vma, vaddr_t haddr, entry_t* slot, Folio* f) {
+    folio_add_new_anon_rmap(f, vma, haddr, RmapLevel::Pmd, true);
+    account_rss(vma, f, static_cast<long>(f->nr_pages()));
+    entry_t e = mk(mem_of(vma).page_to_pfn(f->head()), vma.page_prot() | HUGE | YOUNG);
+    sync::store(*slot, maybe_mkwrite(vma, mkdirty(e)));
+    kernel_of(vma).vmstat.add(Vmstat::thp_fault_alloc);
+}
+
 vm_fault_t do_huge_pmd_anonymous_page(Vma& vma, vaddr_t haddr, unsigned flags, entry_t* slot) {
     MmStruct& mm = *vma.mm;
     PhysMem& mem = mem_of(vma);
@@ -43,11 +53,7 @@ vm_fault_t do_huge_pmd_anonymous_page(Vma& vma, vaddr_t haddr, unsigned flags, e
         mem.folio_put(f);
         return 0;
     }
-    folio_add_new_anon_rmap(f, vma, haddr, RmapLevel::Pmd, true);
-    account_rss(vma, f, static_cast<long>(f->nr_pages()));
-    entry_t e = mk(mem.page_to_pfn(f->head()), vma.page_prot() | HUGE | YOUNG);
-    sync::store(*slot, maybe_mkwrite(vma, mkdirty(e)));
-    kernel_of(vma).vmstat.add(Vmstat::thp_fault_alloc);
+    map_new_anon_thp_locked(vma, haddr, slot, f);
     return 0;
 }
 
@@ -65,11 +71,7 @@ vm_fault_t do_huge_zero_wp_pmd(Vma& vma, vaddr_t haddr, entry_t* slot, entry_t o
         mem.folio_put(f);
         return 0;
     }
-    folio_add_new_anon_rmap(f, vma, haddr, RmapLevel::Pmd, true);
-    account_rss(vma, f, static_cast<long>(f->nr_pages()));
-    entry_t e = mk(mem.page_to_pfn(f->head()), vma.page_prot() | HUGE | YOUNG);
-    sync::store(*slot, maybe_mkwrite(vma, mkdirty(e)));
-    kernel_of(vma).vmstat.add(Vmstat::thp_fault_alloc);
+    map_new_anon_thp_locked(vma, haddr, slot, f);
     return 0;
 }
 
@@ -186,8 +188,7 @@ vm_fault_t handle_huge_fault_levels(Vma& vma, vaddr_t addr, unsigned flags, bool
         return 0;
     }
     if (is_migration(e)) {
-        sync::Backoff b(pmd);
-        while (sync::load(*pmd) == e) b.pause();
+        migration_entry_wait(pmd, e);
         return 0;
     }
     if (!present(e)) return VM_FAULT_SIGBUS;

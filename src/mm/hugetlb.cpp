@@ -484,9 +484,7 @@ vm_fault_t hugetlb_fault(Vma& vma, vaddr_t address, unsigned flags) {
     entry_t e = sync::load(*slot);
     if (!none(e) && !present(e)) {
         if (is_migration(e)) {
-            // migration_entry_wait_huge(): let the migration finish, then refault.
-            sync::Backoff b(slot);
-            while (sync::load(*slot) == e) b.pause();
+            migration_entry_wait(slot, e);
             return 0;
         }
         if (swp_type(e) == SwpType::Hwpoison) return VM_FAULT_HWPOISON_LARGE;

@@ -99,6 +99,9 @@ bool try_to_unmap(Folio* folio);
 // VM_FAULT_COMPLETED the lock has been released (unless RETRY_NOWAIT).
 vm_fault_t handle_mm_fault(Vma& vma, vaddr_t addr, unsigned flags);
 vm_fault_t hugetlb_fault(Vma& vma, vaddr_t addr, unsigned flags);
+// migration_entry_wait(): a fault met a migration entry; wait until the
+// migration replaced it (the caller then returns 0 so the fault is retried).
+void migration_entry_wait(const pte::entry_t* slot, pte::entry_t entry);
 
 // Entry points for drivers' ->mmap and ->fault (mm/memory.c, mm/huge_memory.c).
 // remap_pfn_range(): VM_IO|VM_PFNMAP|VM_DONTEXPAND|VM_DONTDUMP, special PTEs.

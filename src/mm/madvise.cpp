@@ -1,7 +1,7 @@
 // pinlab — madvise() (upstream mm/madvise.c).
 #include <sys/mman.h>
 
-#include "mm/kapi_compat.h"
+#include "pinlab/uapi.h"
 #include "mm/internal.h"
 #include "mm/mmap.h"
 

@@ -356,9 +356,7 @@ vm_fault_t handle_pte_fault(FaultCtx& f) {
     }
     if (!present(e)) {
         if (is_migration(e)) {
-            // migration_entry_wait(): let the migration finish, then refault.
-            sync::Backoff b(slot);
-            while (sync::load(*slot) == e) b.pause();
+            migration_entry_wait(slot, e);
             return 0;
         }
         if (swp_type(e) == SwpType::Hwpoison) return VM_FAULT_HWPOISON;
@@ -384,6 +382,11 @@ vm_fault_t handle_pte_fault(FaultCtx& f) {
 }
 
 }  // namespace
+
+void migration_entry_wait(const entry_t* slot, entry_t entry) {
+    sync::Backoff b(slot);
+    while (sync::load(*slot) == entry) b.pause();
+}
 
 // ---------------------------------------------------------------------------
 // handle_mm_fault

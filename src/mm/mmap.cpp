@@ -1,7 +1,7 @@
 // pinlab — mmap(), munmap() and VMA splitting (upstream mm/mmap.c, mm/vma.c).
 #include "mm/mmap.h"
 
-#include "mm/kapi_compat.h"
+#include "pinlab/uapi.h"
 
 #include "fs/file.h"
 #include "fs/fs.h"
