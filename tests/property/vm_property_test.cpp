@@ -80,6 +80,7 @@ struct RefTask {
 
 enum class OpKind : uint8_t {
     MmapAnon, MmapShared, MmapFile, Munmap, Mprotect, Madvise, Fork, Exit, Write, Read, FileWrite, Migrate, ClearRefs,
+    Mremap, PunchHole,
 };
 
 struct Op {
@@ -89,7 +90,8 @@ struct Op {
 
 std::string show(const Op& op) {
     static const char* names[] = {"mmap_anon", "mmap_shared", "mmap_file", "munmap", "mprotect", "madvise", "fork",
-                                  "exit",      "write",       "read",      "file_write", "migrate", "clear_refs"};
+                                  "exit",      "write",       "read",      "file_write", "migrate", "clear_refs",
+                                  "mremap",    "punch_hole"};
     return std::string(names[static_cast<int>(op.kind)]) + "(" + std::to_string(op.a) + "," + std::to_string(op.b) +
            "," + std::to_string(op.c) + "," + std::to_string(op.d) + "," + std::to_string(op.e) + ")";
 }
@@ -136,6 +138,8 @@ public:
             case OpKind::FileWrite: file_write_op(op); break;
             case OpKind::Migrate: migrate_op(op); break;
             case OpKind::ClearRefs: (void)pl_clear_refs(task(op.a).t, 4); break;
+            case OpKind::Mremap: mremap_op(op); break;
+            case OpKind::PunchHole: punch_op(op); break;
         }
         require(!(pl_kernel_check(k_) != 0), [&] { std::ostringstream o; o << step_ << ": " << pl_last_error(); return o.str(); });
     }
@@ -356,6 +360,42 @@ private:
         std::memset(obj->mut(idx)->data(), byte, kPage);
     }
 
+    // Moves one page elsewhere (MREMAP_MAYMOVE|MREMAP_FIXED to a fresh
+    // address): its data, sharing and copy-on-write state move with it.
+    void mremap_op(const Op& op) {
+        RefTask& t = task(op.a);
+        unsigned long start, n;
+        if (!pick_range(t, op, &start, &n)) return;
+        auto it = t.pages.find(start);
+        long target = pl_mmap(t.t, 0, kPage, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, nullptr, 0);
+        RC_ASSERT(target > 0);
+        auto dst = static_cast<unsigned long>(target);
+        RC_ASSERT(t.pages.count(dst) == 0);
+        long r = pl_mremap(t.t, start, kPage, kPage, 1 /* MAYMOVE */ | 2 /* FIXED */, dst);
+        if (it == t.pages.end()) {
+            // Nothing to move: -EFAULT, or -EINVAL when the scratch target
+            // landed in that very hole (overlapping ranges).
+            long want = dst == start ? -EINVAL : -EFAULT;
+            require(r == want, [&] { return step_ + " mremap of a hole got " + std::to_string(r); });
+            RC_ASSERT(pl_munmap(t.t, dst, kPage) == 0);
+            return;
+        }
+        require(r == target, [&] { return step_ + " mremap got " + std::to_string(r) + ": " + pl_last_error(); });
+        t.pages[dst] = it->second;
+        t.pages.erase(it);
+        t.regions.emplace_back(dst, 1);
+    }
+
+    // fallocate(PUNCH_HOLE|KEEP_SIZE): the file's pages read zero again;
+    // shared mappings see that, private copies already made keep their data.
+    void punch_op(const Op& op) {
+        auto& obj = files_[op.a % files_.size()];
+        unsigned long first = op.b % kFilePages;
+        unsigned long n = 1 + op.c % (kFilePages - first);
+        RC_ASSERT(pl_fallocate(obj->file, 3, first * kPage, n * kPage) == 0);
+        for (unsigned long i = first; i < first + n; ++i) obj->pages.erase(i);
+    }
+
     void migrate_op(const Op& op) {
         RefTask& t = task(op.a);
         unsigned long start, n;
@@ -390,7 +430,9 @@ rc::Gen<Op> gen_op() {
                                                                   {6, OpKind::Read},
                                                                   {2, OpKind::FileWrite},
                                                                   {1, OpKind::Migrate},
-                                                                  {1, OpKind::ClearRefs}})),
+                                                                  {1, OpKind::ClearRefs},
+                                                                  {2, OpKind::Mremap},
+                                                                  {1, OpKind::PunchHole}})),
         rc::gen::set(&Op::a, rc::gen::inRange(0u, 64u)), rc::gen::set(&Op::b, rc::gen::inRange(0u, 64u)),
         rc::gen::set(&Op::c, rc::gen::inRange(0u, 1024u)), rc::gen::set(&Op::d, rc::gen::inRange(0u, 1024u)),
         rc::gen::set(&Op::e, rc::gen::inRange(0u, 4096u)));
