@@ -162,6 +162,10 @@ Result<vaddr_t> do_mmap(MmStruct& mm, vaddr_t addr, uint64_t len, int prot, int 
     if (alen < len || alen == 0 || alen > TASK_SIZE) return Error(ENOMEM);
     len = alen;
     if ((off >> PAGE_SHIFT) + (len >> PAGE_SHIFT) < (off >> PAGE_SHIFT)) return Error(EOVERFLOW);
+    // file_mmap_ok(): the mapping must end within MAX_LFS_FILESIZE.
+    constexpr uint64_t kMaxLfsFileSize = (1ULL << 63) - 1;
+    if (file && (len > kMaxLfsFileSize || (off >> PAGE_SHIFT) > ((kMaxLfsFileSize - len) >> PAGE_SHIFT)))
+        return Error(EOVERFLOW);
 
     vm_flags_t vmf = calc_vm_prot_bits(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | mm.def_flags | VM_SOFTDIRTY;
     if (shared) vmf |= VM_SHARED | VM_MAYSHARE;
