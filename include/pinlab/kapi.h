@@ -213,6 +213,71 @@ unsigned long pl_vma_flags(struct vm_area_struct *vma);
 #define VM_MERGEABLE 0x80000000UL
 #endif /* PINLAB_INTERNAL */
 
+
+/* ==== GUP: get_user_pages() / pin_user_pages() (src/gup/) ====================
+ * FOLL_* flags: the public ones, current upstream values (the internal ones
+ * such as FOLL_PIN/FOLL_TOUCH are rejected from callers, as upstream's
+ * is_valid_gup_args() does). pinlab's own sources use the typed constants
+ * of src/gup/foll_flags.h instead. */
+#ifndef __cplusplus
+#include <stdbool.h>
+#endif
+#ifndef PINLAB_INTERNAL
+#define FOLL_WRITE 0x1U
+#define FOLL_GET 0x2U
+#define FOLL_DUMP 0x4U
+#define FOLL_FORCE 0x8U
+#define FOLL_NOWAIT 0x10U
+#define FOLL_NOFAULT 0x20U
+#define FOLL_HWPOISON 0x40U
+#define FOLL_ANON 0x80U
+#define FOLL_LONGTERM 0x100U
+#define FOLL_SPLIT_PMD 0x200U
+#define FOLL_PCI_P2PDMA 0x400U
+#define FOLL_INTERRUPTIBLE 0x800U
+#define FOLL_HONOR_NUMA_FAULT 0x1000U
+#define GUP_PIN_COUNTING_BIAS 1024
+#endif /* PINLAB_INTERNAL */
+
+/* Returns: the number of pages taken (possibly fewer than nr_pages: the
+ * caller releases exactly that many), or a negative errno when none were.
+ * GET references (get_*) are dropped with put_page(), PIN references (pin_*)
+ * with unpin_user_page*(). Non-remote variants use pl_current()'s mm.
+ * get_user_pages()/pin_user_pages(): the caller holds mmap_read_lock().
+ * *_remote(): the caller holds mm's mmap_lock for read; with `locked`
+ * (must point at 1) the lock may be dropped, and then *locked is 0 on return.
+ * *_unlocked(): takes and releases the lock itself.
+ * Invalid arguments: get_* → -EINVAL; pin_user_pages*() → 0. */
+long get_user_pages(unsigned long start, unsigned long nr_pages, unsigned int gup_flags, struct page **pages);
+long get_user_pages_remote(struct mm_struct *mm, unsigned long start, unsigned long nr_pages,
+                           unsigned int gup_flags, struct page **pages, int *locked);
+long get_user_pages_unlocked(unsigned long start, unsigned long nr_pages, struct page **pages,
+                             unsigned int gup_flags);
+long pin_user_pages(unsigned long start, unsigned long nr_pages, unsigned int gup_flags, struct page **pages);
+long pin_user_pages_remote(struct mm_struct *mm, unsigned long start, unsigned long nr_pages,
+                           unsigned int gup_flags, struct page **pages, int *locked);
+long pin_user_pages_unlocked(unsigned long start, unsigned long nr_pages, struct page **pages,
+                             unsigned int gup_flags);
+
+/* NOT YET the lockless walk: these validate their flags as upstream's
+ * gup_fast_fallback() does (FOLL_NOWAIT, FOLL_ANON, ... → -EINVAL; both
+ * return -EINVAL on invalid arguments) and then take the slow path with the
+ * mmap_lock taken inside. */
+int get_user_pages_fast(unsigned long start, int nr_pages, unsigned int gup_flags, struct page **pages);
+int pin_user_pages_fast(unsigned long start, int nr_pages, unsigned int gup_flags, struct page **pages);
+
+/* Releasing pins. */
+void unpin_user_page(struct page *page);
+void unpin_user_pages(struct page **pages, unsigned long npages);
+void unpin_user_pages_dirty_lock(struct page **pages, unsigned long npages, bool make_dirty);
+void unpin_user_page_range_dirty_lock(struct page *page, unsigned long npages, bool make_dirty);
+void unpin_folio(struct folio *folio);
+void unpin_folios(struct folio **folios, unsigned long nfolios);
+void unpin_user_folio(struct folio *folio, unsigned long npages);
+/* folio_maybe_dma_pinned(): exact for large folios, heuristic for small. */
+int folio_maybe_dma_pinned(struct folio *folio);
+/* ==== end of GUP ============================================================= */
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,127 @@
+// pinlab — GUP entry points with kernel names and C linkage (spec §1).
+//
+// NOTE: the lockless GUP-fast walk is NOT implemented yet:
+// get_user_pages_fast()/pin_user_pages_fast() validate their arguments as
+// upstream's gup_fast_fallback() does, then take the slow path for every page
+// (FOLL_TOUCH|FOLL_UNLOCKABLE, the lock taken inside). FOLL_LONGTERM does not
+// yet migrate folios that may not be pinned long-term (movable/CMA zones).
+#include <cerrno>
+
+#include "gup/foll_flags.h"
+#include "gup/gup_slow.h"
+#include "gup/pin_accounting.h"
+#include "kernel/task.h"
+#include "pinlab/kapi.h"
+
+using namespace pl;
+
+namespace {
+
+Page** PP(page** p) { return reinterpret_cast<Page**>(p); }
+
+MmStruct* current_mm() {
+    Task* t = current();
+    return t ? t->mm : nullptr;
+}
+
+// __gup_longterm_locked(): without the migration loop for now.
+long gup_longterm_locked(MmStruct& mm, unsigned long start, unsigned long nr_pages, Page** pages, int* locked,
+                         unsigned gup_flags) {
+    if (!nr_pages) return 0;
+    return __get_user_pages_locked(mm, start, nr_pages, pages, locked, gup_flags);
+}
+
+// gup_fast_fallback() with an empty fast walk (NOT YET IMPLEMENTED: the
+// lockless walk would take a prefix of the pages here).
+int gup_fast_fallback(unsigned long start, unsigned long nr_pages, unsigned gup_flags, Page** pages) {
+    constexpr unsigned kFastFlags = FOLL_WRITE | FOLL_LONGTERM | FOLL_FORCE | FOLL_PIN | FOLL_GET | FOLL_FAST_ONLY |
+                                    FOLL_NOFAULT | FOLL_PCI_P2PDMA | FOLL_HONOR_NUMA_FAULT;
+    if (gup_flags & ~kFastFlags) return -EINVAL;  // WARN_ON_ONCE upstream
+    MmStruct* mm = current_mm();
+    if (!mm) return -EFAULT;
+    if (gup_flags & FOLL_PIN) mm_set_has_pinned_flag(*mm);
+    start &= ~(PAGE_SIZE - 1);
+    unsigned long len = nr_pages << PAGE_SHIFT;
+    unsigned long end = 0;
+    if ((len >> PAGE_SHIFT) != nr_pages || __builtin_add_overflow(start, len, &end)) return -EOVERFLOW;
+    if (end > TASK_SIZE) return -EFAULT;
+    const long nr_pinned = 0;  // gup_fast(): not implemented yet
+    if (static_cast<unsigned long>(nr_pinned) == nr_pages || (gup_flags & FOLL_FAST_ONLY))
+        return static_cast<int>(nr_pinned);
+    int locked = 0;
+    long ret = gup_longterm_locked(*mm, start + (static_cast<unsigned long>(nr_pinned) << PAGE_SHIFT),
+                                   nr_pages - static_cast<unsigned long>(nr_pinned), pages + nr_pinned, &locked,
+                                   gup_flags | FOLL_TOUCH | FOLL_UNLOCKABLE);
+    if (ret < 0) return nr_pinned ? static_cast<int>(nr_pinned) : static_cast<int>(ret);
+    return static_cast<int>(ret + nr_pinned);
+}
+
+}  // namespace
+
+extern "C" {
+
+int get_user_pages_fast(unsigned long start, int nr_pages, unsigned int gup_flags, page** pages) {
+    if (!is_valid_gup_args(PP(pages), nullptr, &gup_flags, FOLL_GET)) return -EINVAL;
+    // A negative count sign-extends into an overflowing length (-EOVERFLOW).
+    return gup_fast_fallback(start, static_cast<unsigned long>(static_cast<long>(nr_pages)), gup_flags, PP(pages));
+}
+
+int pin_user_pages_fast(unsigned long start, int nr_pages, unsigned int gup_flags, page** pages) {
+    if (!is_valid_gup_args(PP(pages), nullptr, &gup_flags, FOLL_PIN)) return -EINVAL;
+    // A negative count sign-extends into an overflowing length (-EOVERFLOW).
+    return gup_fast_fallback(start, static_cast<unsigned long>(static_cast<long>(nr_pages)), gup_flags, PP(pages));
+}
+
+
+long get_user_pages(unsigned long start, unsigned long nr_pages, unsigned int gup_flags, page** pages) {
+    int locked = 1;
+    if (!is_valid_gup_args(PP(pages), nullptr, &gup_flags, FOLL_TOUCH)) return -EINVAL;
+    MmStruct* mm = current_mm();
+    if (!mm) return -EFAULT;
+    return gup_longterm_locked(*mm, start, nr_pages, PP(pages), &locked, gup_flags);
+}
+
+long get_user_pages_remote(mm_struct* mm, unsigned long start, unsigned long nr_pages, unsigned int gup_flags,
+                           page** pages, int* locked) {
+    int local_locked = 1;
+    if (!mm) return -EINVAL;
+    if (!is_valid_gup_args(PP(pages), locked, &gup_flags, FOLL_TOUCH | FOLL_REMOTE)) return -EINVAL;
+    return gup_longterm_locked(*reinterpret_cast<MmStruct*>(mm), start, nr_pages, PP(pages),
+                               locked ? locked : &local_locked, gup_flags);
+}
+
+long get_user_pages_unlocked(unsigned long start, unsigned long nr_pages, page** pages, unsigned int gup_flags) {
+    int locked = 0;
+    if (!is_valid_gup_args(PP(pages), nullptr, &gup_flags, FOLL_TOUCH | FOLL_UNLOCKABLE)) return -EINVAL;
+    MmStruct* mm = current_mm();
+    if (!mm) return -EFAULT;
+    return gup_longterm_locked(*mm, start, nr_pages, PP(pages), &locked, gup_flags);
+}
+
+long pin_user_pages(unsigned long start, unsigned long nr_pages, unsigned int gup_flags, page** pages) {
+    int locked = 1;
+    // Upstream quirk: invalid arguments give 0, not -EINVAL.
+    if (!is_valid_gup_args(PP(pages), nullptr, &gup_flags, FOLL_PIN)) return 0;
+    MmStruct* mm = current_mm();
+    if (!mm) return -EFAULT;
+    return gup_longterm_locked(*mm, start, nr_pages, PP(pages), &locked, gup_flags);
+}
+
+long pin_user_pages_remote(mm_struct* mm, unsigned long start, unsigned long nr_pages, unsigned int gup_flags,
+                           page** pages, int* locked) {
+    int local_locked = 1;
+    if (!mm) return 0;
+    if (!is_valid_gup_args(PP(pages), locked, &gup_flags, FOLL_PIN | FOLL_TOUCH | FOLL_REMOTE)) return 0;
+    return gup_longterm_locked(*reinterpret_cast<MmStruct*>(mm), start, nr_pages, PP(pages),
+                               locked ? locked : &local_locked, gup_flags);
+}
+
+long pin_user_pages_unlocked(unsigned long start, unsigned long nr_pages, page** pages, unsigned int gup_flags) {
+    int locked = 0;
+    if (!is_valid_gup_args(PP(pages), nullptr, &gup_flags, FOLL_PIN | FOLL_TOUCH | FOLL_UNLOCKABLE)) return 0;
+    MmStruct* mm = current_mm();
+    if (!mm) return -EFAULT;
+    return gup_longterm_locked(*mm, start, nr_pages, PP(pages), &locked, gup_flags);
+}
+
+}  // extern "C"

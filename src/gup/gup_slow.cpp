@@ -1,0 +1,360 @@
+// pinlab — the GUP slow path (spec §1–§3); decisions follow upstream mm/gup.c.
+#include "gup/gup_slow.h"
+
+#include <cerrno>
+
+#include "gup/foll_flags.h"
+#include "gup/pin_accounting.h"
+#include "kernel/task.h"
+#include "mm/internal.h"
+
+namespace pl {
+
+bool is_valid_gup_args(Page** pages, const int* locked, unsigned* gup_flags_p, unsigned to_set) {
+    unsigned gup_flags = *gup_flags_p;
+    // Internal flags from a caller: WARN_ON_ONCE upstream.
+    if (gup_flags & INTERNAL_GUP_FLAGS) return false;
+    gup_flags |= to_set;
+    if (locked) {
+        if (*locked != 1) return false;
+        gup_flags |= FOLL_UNLOCKABLE;
+    }
+    if ((gup_flags & (FOLL_GET | FOLL_PIN)) == (FOLL_GET | FOLL_PIN)) return false;
+    if ((gup_flags & (FOLL_LONGTERM | FOLL_PIN)) == FOLL_LONGTERM) return false;
+    if (!pages && (gup_flags & (FOLL_GET | FOLL_PIN))) return false;
+    if ((gup_flags & FOLL_LONGTERM) && (gup_flags & FOLL_PCI_P2PDMA)) return false;
+    *gup_flags_p = gup_flags;
+    return true;
+}
+
+int check_vma_flags(const Vma& vma, unsigned gup_flags) {
+    const vm_flags_t vm_flags = vma.flags;
+    const bool write = gup_flags & FOLL_WRITE;
+    const bool vma_anon = vma.is_anonymous();
+
+    if (vm_flags & (VM_IO | VM_PFNMAP)) return -EFAULT;
+    if ((gup_flags & FOLL_ANON) && !vma_anon) return -EFAULT;
+    if ((gup_flags & FOLL_LONGTERM) && vma.is_dax()) return -EOPNOTSUPP;
+    if ((gup_flags & FOLL_SPLIT_PMD) && vma.is_hugetlb()) return -EOPNOTSUPP;
+    if (vma.is_secretmem()) return -EFAULT;
+    if (write) {
+        // writable_file_mapping_allowed(): no long-term writable pins of
+        // file pages that need dirty tracking.
+        if (!vma_anon && (gup_flags & (FOLL_PIN | FOLL_LONGTERM)) == (FOLL_PIN | FOLL_LONGTERM) &&
+            vma.needs_dirty_tracking())
+            return -EFAULT;
+        if (!(vm_flags & VM_WRITE)) {
+            if (!(gup_flags & FOLL_FORCE)) return -EFAULT;
+            // FOLL_FORCE writes only ever break COW in private mappings.
+            if (!vma.is_cow_mapping()) return -EFAULT;
+        }
+    } else if (!(vm_flags & VM_READ)) {
+        if (!(gup_flags & FOLL_FORCE)) return -EFAULT;
+        if (!(vm_flags & VM_MAYREAD)) return -EFAULT;
+    }
+    // arch_vma_access_permitted(): no protection keys in the model.
+    return 0;
+}
+
+namespace {
+
+// The page that carries PageAnonExclusive for `page`: the head for hugetlb
+// and for PMD/PUD-mapped folios.
+const Page* anon_exclusive_page(const Page* page, bool huge_leaf) {
+    const Folio* folio = page_folio(page);
+    return (huge_leaf || folio->is_hugetlb()) ? folio->head() : page;
+}
+
+// can_follow_write_pte()/_pmd(): may a FOLL_WRITE follow a R/O entry?
+bool can_follow_write(const Vma& vma, pte::entry_t e, Page* page, unsigned flags, bool huge_leaf) {
+    if (pte::write(e)) return true;
+    // Only a FOLL_FORCE write into a private, R/O-but-MAYWRITE mapping whose
+    // exclusive anon page the fault already COW-ed may proceed.
+    if (!(flags & FOLL_FORCE)) return false;
+    if (vma.flags & VM_WRITE) return false;
+    if (!vma.is_cow_mapping()) return false;
+    if (!page) return false;
+    if (!page_folio(page)->is_anon()) return false;
+    if (!PageAnonExclusive(anon_exclusive_page(page, huge_leaf))) return false;
+    // Soft-dirty tracking (VM_SOFTDIRTY cleared) and uffd-wp need a write fault.
+    if (!(vma.flags & VM_SOFTDIRTY) && !pte::soft_dirty(e)) return false;
+    return !pte::uffd_wp(e);
+}
+
+}  // namespace
+
+bool gup_must_unshare(const Vma* vma, unsigned flags, Page* page, bool huge_leaf) {
+    // Only R/O pins must unshare.
+    if ((flags & (FOLL_PIN | FOLL_WRITE)) != FOLL_PIN) return false;
+    Folio* folio = page_folio(page);
+    if (!folio->is_anon()) {
+        // File (and zero) pages: only long-term R/O pins in COW mappings, so
+        // that the pin sees later writes (an anon copy replaces the page).
+        if (!(flags & FOLL_LONGTERM)) return false;
+        if (!vma) return true;  // GUP-fast: let the slow path decide
+        return vma->is_cow_mapping();
+    }
+    return !PageAnonExclusive(anon_exclusive_page(page, huge_leaf));
+}
+
+FollowResult follow_page_mask(Vma& vma, vaddr_t addr, unsigned flags, unsigned long* page_mask) {
+    MmStruct& mm = *vma.mm;
+    Kernel& k = mm.kernel;
+    *page_mask = 0;
+    // FOLL_SPLIT_PMD: a THP (or huge zero) PMD leaf is split first and the
+    // PTE level followed (split_huge_pmd() is a no-op on anything else).
+    if ((flags & FOLL_SPLIT_PMD) && !vma.is_hugetlb()) split_huge_pmd(vma, addr);
+    sync::SpinGuard g(mm.page_table_lock);
+    PageTable::Leaf leaf = mm.pgtable.find_leaf(addr);
+    const pte::entry_t e = leaf.entry;
+    // no_page_table(): a coredump does not allocate for holes in anonymous
+    // memory (the model cannot tell a VMA without ->fault, so only anon).
+    if ((!leaf.slot || pte::none(e)) && (flags & FOLL_DUMP) && vma.is_anonymous()) return {nullptr, -EFAULT};
+    // Not present (none, swap, migration, hwpoison entries): fault.
+    if (!leaf.slot || !pte::present(e) || (e & pte::TABLE)) return {};
+    // NUMA-hinting PTEs are followed unless asked to honour them.
+    if (pte::protnone(e) && (flags & FOLL_HONOR_NUMA_FAULT)) return {};
+
+    const bool huge_leaf = leaf.level != PtLevel::Pte;
+    unsigned long nr = 1;
+    Page* page = nullptr;
+    if (!huge_leaf) {
+        page = vm_normal_page(vma, addr, e);
+    } else {
+        nr = 1UL << (level_shift(leaf.level) - PAGE_SHIFT);
+        Page* head = vm_normal_page_huge(vma, addr, e, leaf.level);
+        if (head) page = head + ((addr >> PAGE_SHIFT) & (nr - 1));
+    }
+
+    if ((flags & FOLL_WRITE) && !can_follow_write(vma, e, page, flags, huge_leaf)) return {};
+
+    if (!page) {
+        if (flags & FOLL_DUMP) return {nullptr, -EFAULT};
+        Page* raw = entry_page(vma, addr, e, leaf.level);
+        if (raw && k.mem->is_zero_folio(page_folio(raw))) {
+            page = huge_leaf ? raw + ((addr >> PAGE_SHIFT) & (nr - 1)) : raw;
+        } else {
+            // follow_pfn_pte(): no struct page to take a reference on.
+            if (flags & (FOLL_GET | FOLL_PIN)) return {nullptr, -EFAULT};
+            return {nullptr, -EEXIST};
+        }
+    }
+
+    if (!pte::write(e) && gup_must_unshare(&vma, flags, page, huge_leaf)) return {nullptr, -EMLINK};
+
+    Status s = try_grab_folio(k, page_folio(page), 1, flags);
+    if (!s) return {nullptr, s.error().negative()};
+    *page_mask = nr - 1;
+    return {page, 0};
+}
+
+namespace {
+
+int vm_fault_to_errno(vm_fault_t ret, unsigned foll_flags) {
+    if (ret & VM_FAULT_OOM) return -ENOMEM;
+    if (ret & (VM_FAULT_HWPOISON | VM_FAULT_HWPOISON_LARGE)) return (foll_flags & FOLL_HWPOISON) ? -EHWPOISON : -EFAULT;
+    if (ret & (VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV)) return -EFAULT;
+    return 0;
+}
+
+bool fatal_signal_pending_current() {
+    Task* t = current();
+    return t && t->fatal_signal_pending();
+}
+
+bool gup_signal_pending(unsigned flags) {
+    Task* t = current();
+    if (!t) return false;
+    if (t->fatal_signal_pending()) return true;
+    if (!(flags & FOLL_INTERRUPTIBLE)) return false;
+    return t->signal_pending();
+}
+
+}  // namespace
+
+int faultin_page(Vma& vma, vaddr_t addr, unsigned flags, bool unshare, int* locked) {
+    unsigned fault_flags = 0;
+    if (flags & FOLL_NOFAULT) return -EFAULT;
+    if (flags & FOLL_WRITE) fault_flags |= FAULT_FLAG_WRITE;
+    if (flags & FOLL_REMOTE) fault_flags |= FAULT_FLAG_REMOTE;
+    if (flags & FOLL_UNLOCKABLE) {
+        fault_flags |= FAULT_FLAG_ALLOW_RETRY | FAULT_FLAG_KILLABLE;
+        if (flags & FOLL_INTERRUPTIBLE) fault_flags |= FAULT_FLAG_INTERRUPTIBLE;
+    }
+    if (flags & FOLL_NOWAIT) fault_flags |= FAULT_FLAG_ALLOW_RETRY | FAULT_FLAG_RETRY_NOWAIT;
+    if (flags & FOLL_TRIED) fault_flags |= FAULT_FLAG_TRIED;
+    if (unshare) fault_flags |= FAULT_FLAG_UNSHARE;  // never together with WRITE
+
+    int dummy = 1;
+    if (!locked) locked = &dummy;
+    vm_fault_t ret = handle_mm_fault(vma, addr, fault_flags);
+    if (ret & VM_FAULT_COMPLETED) {
+        // The fault completed with the lock released.
+        *locked = 0;
+        return -EAGAIN;
+    }
+    if (ret & VM_FAULT_ERROR) {
+        int err = vm_fault_to_errno(ret, flags);
+        if (err) return err;
+    }
+    if (ret & VM_FAULT_RETRY) {
+        if (!(fault_flags & FAULT_FLAG_RETRY_NOWAIT)) *locked = 0;
+        return -EBUSY;
+    }
+    return 0;
+}
+
+long __get_user_pages(MmStruct& mm, vaddr_t start, unsigned long nr_pages, unsigned gup_flags, Page** pages,
+                      int* locked) {
+    if (!nr_pages) return 0;
+    long i = 0;
+    long ret = 0;
+    Vma* vma = nullptr;
+    unsigned long page_mask = 0;
+    start &= ~(PAGE_SIZE - 1);  // untagged_addr + page alignment
+
+    do {
+        if (!vma || start >= vma->end) {
+            vma = mm.vma_lookup(start);  // gup_vma_lookup(): never expands stacks
+            if (gup_flags & FOLL_MADV_POPULATE) {
+                if (!vma) {
+                    ret = -ENOMEM;
+                    break;
+                }
+                if (check_vma_flags(*vma, gup_flags)) {
+                    ret = -EINVAL;
+                    break;
+                }
+            } else {
+                if (!vma) {
+                    ret = -EFAULT;
+                    break;
+                }
+                ret = check_vma_flags(*vma, gup_flags);
+                if (ret) break;
+            }
+        }
+
+        FollowResult r;
+        for (;;) {
+            if (fatal_signal_pending_current()) {
+                ret = -EINTR;
+                goto out;
+            }
+            r = follow_page_mask(*vma, start, gup_flags, &page_mask);
+            if (r.page || (r.err != 0 && r.err != -EMLINK)) break;
+            ret = faultin_page(*vma, start, gup_flags, r.err == -EMLINK, locked);
+            if (ret == 0) continue;  // fault handled: follow again
+            if (ret == -EBUSY || ret == -EAGAIN) ret = 0;  // the lock is gone
+            goto out;
+        }
+
+        if (r.err == -EEXIST) {
+            // A valid entry without a struct page: an error only when the
+            // caller wants pages; populate just skips it.
+            if (pages) {
+                ret = -EEXIST;
+                goto out;
+            }
+            page_mask = 0;
+        } else if (r.err) {
+            ret = r.err;
+            goto out;
+        }
+
+        {
+            unsigned long page_increm = 1 + (~(start >> PAGE_SHIFT) & page_mask);
+            if (page_increm > nr_pages) page_increm = nr_pages;
+            if (pages && r.page) {
+                Folio* folio = page_folio(r.page);
+                // One grab for the rest of the leaf's subpages.
+                if (page_increm > 1) {
+                    Status s = try_grab_folio(mm.kernel, folio, static_cast<int>(page_increm - 1), gup_flags);
+                    if (!s) {
+                        gup_put_folio(mm.kernel, folio, 1, gup_flags);
+                        ret = s.error().negative();
+                        goto out;
+                    }
+                }
+                for (unsigned long j = 0; j < page_increm; j++) pages[i + static_cast<long>(j)] = r.page + j;
+            }
+            i += static_cast<long>(page_increm);
+            start += page_increm * PAGE_SIZE;
+            nr_pages -= page_increm;
+        }
+    } while (nr_pages);
+out:
+    return i ? i : ret;
+}
+
+long __get_user_pages_locked(MmStruct& mm, vaddr_t start, unsigned long nr_pages, Page** pages, int* locked,
+                             unsigned flags) PL_NO_TSA {
+    bool must_unlock = false;
+    if (!*locked) {
+        // mmap_read_lock_killable()
+        if (!mm.mmap_lock.down_read_until([] { return fatal_signal_pending_current(); })) return -EAGAIN;
+        must_unlock = true;
+        *locked = 1;
+    }
+    if (flags & FOLL_PIN) mm_set_has_pinned_flag(mm);
+    if (pages && !(flags & FOLL_PIN)) flags |= FOLL_GET;
+
+    long pages_done = 0;
+    for (;;) {
+        long ret = __get_user_pages(mm, start, nr_pages, flags, pages, locked);
+        if (!(flags & FOLL_UNLOCKABLE)) {
+            // VM_FAULT_RETRY could not be returned.
+            pages_done = ret;
+            break;
+        }
+        if (ret > 0) {
+            nr_pages -= static_cast<unsigned long>(ret);
+            pages_done += ret;
+            if (!nr_pages) break;
+        }
+        if (*locked) {
+            // No retry happened (or NOWAIT): done.
+            if (!pages_done) pages_done = ret;
+            break;
+        }
+        // The fault dropped the lock: skip what was done, retry one page
+        // with FOLL_TRIED until it sticks, then go on.
+        if (ret > 0) {
+            if (pages) pages += ret;
+            start += static_cast<unsigned long>(ret) << PAGE_SHIFT;
+        }
+        must_unlock = true;
+        for (;;) {
+            if (gup_signal_pending(flags)) {
+                if (!pages_done) pages_done = -EINTR;
+                goto done;
+            }
+            if (!mm.mmap_lock.down_read_until([] { return fatal_signal_pending_current(); })) {
+                if (!pages_done) pages_done = -EINTR;
+                goto done;
+            }
+            *locked = 1;
+            ret = __get_user_pages(mm, start, 1, flags | FOLL_TRIED, pages, locked);
+            if (*locked) break;
+        }
+        if (ret != 1) {
+            if (!pages_done) pages_done = ret;
+            break;
+        }
+        nr_pages--;
+        pages_done++;
+        if (!nr_pages) break;
+        if (pages) pages++;
+        start += PAGE_SIZE;
+    }
+done:
+    if (must_unlock && *locked) {
+        mmap_read_unlock(mm);
+        *locked = 0;
+    }
+    // 0 pages without NOWAIT would be a bug (WARN_ON_ONCE upstream).
+    if (pages_done == 0 && !(flags & FOLL_NOWAIT)) pages_done = -EFAULT;
+    return pages_done;
+}
+
+}  // namespace pl

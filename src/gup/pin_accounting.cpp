@@ -1,0 +1,209 @@
+// pinlab — GUP reference accounting and the unpin_* API (spec §5).
+#include "gup/pin_accounting.h"
+
+#include <mutex>
+#include <unordered_map>
+
+#include "gup/foll_flags.h"
+#include "mm/internal.h"
+#include "mm/mm_struct.h"
+#include "pinlab/kapi.h"
+
+namespace pl {
+
+namespace {
+
+// struct page does not record its kernel; PINs are tracked here (folio →
+// kernel, outstanding pinned subpages) so that unpin_user_page(page) finds
+// the kernel to release into. GET references are released by put_page(),
+// which finds the kernel through the C API's own registry.
+struct PinTracker {
+    std::mutex mu;
+    struct Entry {
+        Kernel* k;
+        long pins;
+    };
+    std::unordered_map<const Folio*, Entry> map;
+};
+
+PinTracker& tracker() {
+    static PinTracker t;
+    return t;
+}
+
+void track_pin(Kernel& k, const Folio* f, long refs) {
+    auto& t = tracker();
+    std::lock_guard g(t.mu);
+    auto [it, inserted] = t.map.try_emplace(f, PinTracker::Entry{&k, 0});
+    if (!inserted) it->second.k = &k;
+    it->second.pins += refs;
+    if (it->second.pins <= 0) t.map.erase(it);
+}
+
+}  // namespace
+
+Kernel* gup_pinned_kernel(const Folio* folio) {
+    auto& t = tracker();
+    std::lock_guard g(t.mu);
+    auto it = t.map.find(folio);
+    return it == t.map.end() ? nullptr : it->second.k;
+}
+
+void mm_set_has_pinned_flag(MmStruct& mm) {
+    if (!mm.test_flag(MMF_HAS_PINNED)) mm.set_flag(MMF_HAS_PINNED);
+}
+
+Status try_grab_folio(Kernel& k, Folio* folio, int refs, unsigned flags) {
+    if (refs <= 0) return {};
+    if (folio->ref_count() <= 0) return Error{ENOMEM};  // WARN_ON_ONCE upstream
+    if (flags & FOLL_GET) {
+        folio->ref_add(refs);
+        k.ref_note(folio, refs);
+    } else if (flags & FOLL_PIN) {
+        // The zero page is never pinned: no reference, no statistics.
+        if (k.mem->is_zero_folio(folio)) {
+            track_pin(k, folio, refs);
+            return {};
+        }
+        if (folio->is_large()) {
+            folio->ref_add(refs);
+            folio->pincount_add(refs);
+            k.ref_note(folio, refs);
+        } else {
+            folio->ref_add(refs * GUP_PIN_COUNTING_BIAS);
+            k.ref_note(folio, static_cast<long>(refs) * GUP_PIN_COUNTING_BIAS);
+        }
+        k.vmstat.add(Vmstat::nr_foll_pin_acquired, refs);
+        track_pin(k, folio, refs);
+    }
+    return {};
+}
+
+void gup_put_folio(Kernel& k, Folio* folio, int refs, unsigned flags) {
+    if (refs <= 0) return;
+    if (flags & FOLL_PIN) {
+        track_pin(k, folio, -refs);
+        if (k.mem->is_zero_folio(folio)) return;
+        k.vmstat.add(Vmstat::nr_foll_pin_released, refs);
+        if (folio->is_large()) {
+            folio->pincount_add(-refs);
+            k.ref_note(folio, -refs);
+        } else {
+            k.ref_note(folio, -static_cast<long>(refs) * GUP_PIN_COUNTING_BIAS);
+            refs *= GUP_PIN_COUNTING_BIAS;
+        }
+    } else {
+        k.ref_note(folio, -refs);
+    }
+    k.mem->folio_put_refs(folio, refs);
+}
+
+}  // namespace pl
+
+using namespace pl;
+
+namespace {
+
+Page* P(page* p) { return reinterpret_cast<Page*>(p); }
+
+// Drops `refs` pins of the folio `p` belongs to.
+void unpin_refs(Folio* f, int refs) {
+    Kernel* k = gup_pinned_kernel(f);
+    if (!k) return;  // WARN upstream: not pinned through GUP
+    gup_put_folio(*k, f, refs, FOLL_PIN);
+}
+
+// Length of the run of entries [i, n) belonging to the same folio.
+unsigned long run_of(page** pages, unsigned long i, unsigned long n, Folio* f) {
+    unsigned long j = i + 1;
+    while (j < n && pages[j] && page_folio(P(pages[j])) == f) j++;
+    return j - i;
+}
+
+}  // namespace
+
+extern "C" {
+
+void unpin_user_page(page* p) {
+    if (!p) return;
+    unpin_refs(page_folio(P(p)), 1);
+}
+
+void unpin_folio(folio* f) {
+    if (!f) return;
+    unpin_refs(reinterpret_cast<Folio*>(f), 1);
+}
+
+void unpin_user_folio(folio* f, unsigned long npages) {
+    if (!f || !npages) return;
+    unpin_refs(reinterpret_cast<Folio*>(f), static_cast<int>(npages));
+}
+
+void unpin_user_pages(page** pages, unsigned long npages) {
+    // An -errno passed as a count: WARN and do nothing.
+    if (!pages || static_cast<long>(npages) < 0) return;
+    for (unsigned long i = 0; i < npages;) {
+        if (!pages[i]) {
+            i++;
+            continue;
+        }
+        Folio* f = page_folio(P(pages[i]));
+        unsigned long n = run_of(pages, i, npages, f);
+        unpin_refs(f, static_cast<int>(n));
+        i += n;
+    }
+}
+
+void unpin_user_pages_dirty_lock(page** pages, unsigned long npages, bool make_dirty) {
+    if (!make_dirty) {
+        unpin_user_pages(pages, npages);
+        return;
+    }
+    if (!pages || static_cast<long>(npages) < 0) return;
+    for (unsigned long i = 0; i < npages;) {
+        if (!pages[i]) {
+            i++;
+            continue;
+        }
+        Folio* f = page_folio(P(pages[i]));
+        unsigned long n = run_of(pages, i, npages, f);
+        if (!f->is_dirty()) {
+            FolioLockGuard g(f);
+            folio_mark_dirty(f);
+        }
+        unpin_refs(f, static_cast<int>(n));
+        i += n;
+    }
+}
+
+void unpin_user_page_range_dirty_lock(page* p, unsigned long npages, bool make_dirty) {
+    if (!p) return;
+    Page* pg = P(p);
+    for (unsigned long i = 0; i < npages;) {
+        Folio* f = page_folio(pg + i);
+        // The rest of this folio from pg + i, bounded by npages.
+        unsigned long left = f->nr_pages() - f->page_index(pg + i);
+        unsigned long n = left < npages - i ? left : npages - i;
+        if (make_dirty && !f->is_dirty()) {
+            FolioLockGuard g(f);
+            folio_mark_dirty(f);
+        }
+        unpin_refs(f, static_cast<int>(n));
+        i += n;
+    }
+}
+
+void unpin_folios(folio** folios, unsigned long nfolios) {
+    if (!folios) return;
+    for (unsigned long i = 0; i < nfolios;) {
+        folio* f = folios[i];
+        unsigned long j = i + 1;
+        while (j < nfolios && folios[j] == f) j++;
+        if (f) unpin_refs(reinterpret_cast<Folio*>(f), static_cast<int>(j - i));
+        i = j;
+    }
+}
+
+int folio_maybe_dma_pinned(folio* f) { return f && reinterpret_cast<Folio*>(f)->maybe_dma_pinned(); }
+
+}  // extern "C"
