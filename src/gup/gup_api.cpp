@@ -1,13 +1,14 @@
 // pinlab — GUP entry points with kernel names and C linkage (spec §1).
 //
-// NOTE: the lockless GUP-fast walk is NOT implemented yet:
 // get_user_pages_fast()/pin_user_pages_fast() validate their arguments as
-// upstream's gup_fast_fallback() does, then take the slow path for every page
+// upstream's gup_fast_fallback() does, take what the lockless walk
+// (src/gup/gup_fast.cpp) can, and hand the rest to the slow path
 // (FOLL_TOUCH|FOLL_UNLOCKABLE, the lock taken inside). FOLL_LONGTERM does not
 // yet migrate folios that may not be pinned long-term (movable/CMA zones).
 #include <cerrno>
 
 #include "gup/foll_flags.h"
+#include "gup/gup_fast.h"
 #include "gup/gup_slow.h"
 #include "gup/pin_accounting.h"
 #include "kernel/task.h"
@@ -31,8 +32,7 @@ long gup_longterm_locked(MmStruct& mm, unsigned long start, unsigned long nr_pag
     return __get_user_pages_locked(mm, start, nr_pages, pages, locked, gup_flags);
 }
 
-// gup_fast_fallback() with an empty fast walk (NOT YET IMPLEMENTED: the
-// lockless walk would take a prefix of the pages here).
+// gup_fast_fallback(): the lockless walk takes a prefix, the slow path the rest.
 int gup_fast_fallback(unsigned long start, unsigned long nr_pages, unsigned gup_flags, Page** pages) {
     constexpr unsigned kFastFlags = FOLL_WRITE | FOLL_LONGTERM | FOLL_FORCE | FOLL_PIN | FOLL_GET | FOLL_FAST_ONLY |
                                     FOLL_NOFAULT | FOLL_PCI_P2PDMA | FOLL_HONOR_NUMA_FAULT;
@@ -45,7 +45,7 @@ int gup_fast_fallback(unsigned long start, unsigned long nr_pages, unsigned gup_
     unsigned long end = 0;
     if ((len >> PAGE_SHIFT) != nr_pages || __builtin_add_overflow(start, len, &end)) return -EOVERFLOW;
     if (end > TASK_SIZE) return -EFAULT;
-    const long nr_pinned = 0;  // gup_fast(): not implemented yet
+    const long nr_pinned = static_cast<long>(gup_fast(*mm, start, nr_pages, gup_flags, pages));
     if (static_cast<unsigned long>(nr_pinned) == nr_pages || (gup_flags & FOLL_FAST_ONLY))
         return static_cast<int>(nr_pinned);
     int locked = 0;

@@ -9,7 +9,7 @@ constexpr std::array<std::string_view, static_cast<size_t>(Vmstat::nr_vmstat_ite
     "pgfault",              "pgmajfault",           "pgmigrate_success", "pgmigrate_fail",
     "thp_fault_alloc",      "thp_fault_fallback",   "thp_split_pmd",     "thp_split_page",
     "thp_collapse_alloc",   "thp_zero_page_alloc",  "compact_success",   "compact_fail",
-    "cow_copies",           "fork_pinned_copies",   "htlb_buddy_alloc_success",
+    "cow_copies",           "fork_pinned_copies",   "htlb_buddy_alloc_success", "gup_fast_pages",     "gup_fast_no_page",
 };
 
 }  // namespace

@@ -33,6 +33,8 @@ enum class Vmstat : uint8_t {
     cow_copies,          // pinlab: wp_page_copy() runs (no upstream counter)
     fork_pinned_copies,  // pinlab: pages copied at fork because they may be pinned
     htlb_buddy_alloc_success,
+    gup_fast_pages,      // pinlab: pages GUP-fast took without locks
+    gup_fast_no_page,    // pinlab: GUP-fast met a usable-looking leaf without a struct page
     nr_vmstat_items
 };
 

@@ -1,0 +1,204 @@
+// pinlab — GUP-fast: the lockless walk (upstream gup_fast() in mm/gup.c).
+//
+// No mmap_lock, no page-table lock, no allocation: the walk runs inside an
+// RCU read-side section (the model's local_irq_save(), which blocks page-table
+// freeing), reads every entry once with sync::load, grabs the folio
+// speculatively (a frozen count — split, migration — makes the grab fail),
+// then re-reads the entry and backs out if it changed. For FOLL_PIN it also
+// requires write_protect_seq unchanged across the walk, so a concurrent fork
+// that is sharing anonymous pages cannot have a page pinned under it.
+#include "gup/gup_fast.h"
+
+#include "base/sync/rcu.h"
+#include "fs/inode.h"
+#include "gup/foll_flags.h"
+#include "gup/longterm_pinnable.h"
+#include "gup/pin_accounting.h"
+#include "mm/internal.h"
+
+namespace pl {
+
+using namespace pte;
+
+namespace {
+
+struct Walk {
+    Kernel& k;
+    PhysMem& mem;
+    unsigned flags;
+    Page** pages;
+    unsigned long nr = 0;   // pages recorded so far
+    bool write() const { return flags & FOLL_WRITE; }
+};
+
+// gup_fast_folio_allowed(): FOLL_PIN|FOLL_LONGTERM|FOLL_WRITE must not reach
+// file folios that need dirty tracking (only shmem is fine); small folios are
+// checked for secretmem. The mapping is read once; the RCU section keeps it
+// alive.
+bool folio_allowed(const Folio* folio, unsigned flags) {
+    if (folio->is_hugetlb()) return true;
+    bool reject_file_backed = (flags & (FOLL_PIN | FOLL_LONGTERM | FOLL_WRITE)) == (FOLL_PIN | FOLL_LONGTERM | FOLL_WRITE);
+    bool check_secretmem = !folio->is_large();
+    if (!reject_file_backed && !check_secretmem) return true;
+    uintptr_t raw = folio->raw_mapping();
+    if (!raw) return false;  // truncated, or a driver page: let the slow path decide
+    if (raw & PAGE_MAPPING_ANON) return true;
+    const auto* mapping = reinterpret_cast<const AddressSpace*>(raw);
+    const FsTraits& t = fs_traits(mapping->host.fs);
+    if (check_secretmem && t.secretmem) return false;
+    return !reject_file_backed || t.shmem;
+}
+
+// gup_must_unshare() without a VMA: a R/O pin of a page that is not
+// exclusively ours must go through the slow path's unshare fault.
+bool must_unshare_fast(const Folio* folio, const Page* page, unsigned flags) {
+    if (!(flags & FOLL_PIN) || (flags & FOLL_WRITE)) return false;
+    if (!folio->is_anon()) return flags & FOLL_LONGTERM;  // no VMA to tell a COW mapping: fall back
+    sync::full_barrier();  // pairs with folio_try_share_anon_rmap()
+    return !PageAnonExclusive(page);
+}
+
+// try_grab_folio_fast(): a reference on a folio whose page-table entry we
+// have only read. A speculative reference first (it fails on a frozen count,
+// and we re-check that the page did not split away), then the accounting of
+// the GET or PIN proper (try_grab_folio()), then the speculative one goes.
+Folio* grab_fast(Walk& w, Page* page, int refs) {
+    Folio* folio = page_folio(page);
+    if (!folio->ref_try_add(1)) return nullptr;
+    if (page_folio(page) != folio) {  // split between our read and the grab
+        w.mem.folio_put(folio);
+        return nullptr;
+    }
+    bool ok = true;
+    if ((w.flags & FOLL_PIN) && (w.flags & FOLL_LONGTERM) && !folio_is_longterm_pinnable(w.mem, folio))
+        ok = false;  // the slow path migrates it first
+    if (ok) ok = try_grab_folio(w.k, folio, refs, w.flags).ok();
+    w.mem.folio_put(folio);  // cannot be the last reference when the grab succeeded
+    return ok ? folio : nullptr;
+}
+
+void ungrab(Walk& w, Folio* folio, int refs) { gup_put_folio(w.k, folio, refs, w.flags); }
+
+bool record_leaf_pages(Walk& w, pfn_t pfn, vaddr_t addr, vaddr_t end, uint64_t span, entry_t* slot,
+                       entry_t orig) {
+    // The PMD/PUD leaf rules are the PTE rules applied to one entry.
+    if (!present(orig) || (orig & PROTNONE) || !access_permitted(orig, w.write()) || special(orig)) return false;
+    if (devmap(orig) && (w.flags & FOLL_LONGTERM)) return false;
+    Page* head = w.mem.pfn_to_page(pfn);
+    if (!head) {
+        // Neither special nor devmap, yet no struct page: the entry seed 003
+        // worried about. Upstream would dereference garbage; stop and count it.
+        w.k.vmstat.add(Vmstat::gup_fast_no_page);
+        return false;
+    }
+    vaddr_t leaf_end = (addr & ~(span - 1)) + span;
+    vaddr_t stop = std::min(end, leaf_end);
+    int refs = static_cast<int>((stop - addr) >> PAGE_SHIFT);
+    Page* first = head + ((addr & (span - 1)) >> PAGE_SHIFT);
+    Folio* folio = grab_fast(w, first, refs);
+    if (!folio) return false;
+    if (sync::load(*slot) != orig) {
+        ungrab(w, folio, refs);
+        return false;
+    }
+    if (!write(orig) && must_unshare_fast(folio, folio->head(), w.flags)) {
+        ungrab(w, folio, refs);
+        return false;
+    }
+    if (!folio_allowed(folio, w.flags)) {
+        ungrab(w, folio, refs);
+        return false;
+    }
+    for (int i = 0; i < refs; ++i) w.pages[w.nr++] = first + i;
+    folio->set(PG_referenced);
+    return true;
+}
+
+// Walks [addr, end) and records what it can; returns false at the first entry
+// it cannot handle.
+bool walk_range(Walk& w, const MmStruct& mm, vaddr_t addr, vaddr_t end) {
+    const Config& cfg = w.k.cfg;
+    while (addr < end) {
+        PtTable* t = mm.pgtable.pgd();
+        entry_t e = sync::load(t->e[pt_index(addr, PtLevel::Pgd)]);
+        if (!is_table(e)) return false;
+        t = PageTable::table_of(e);
+        entry_t* pud_slot = &t->e[pt_index(addr, PtLevel::Pud)];
+        e = sync::load(*pud_slot);
+        if (is_leaf(e) && huge(e)) {
+            if (!record_leaf_pages(w, pfn(e), addr, end, PUD_SIZE, pud_slot, e)) return false;
+            addr = std::min(end, (addr & PUD_MASK) + PUD_SIZE);
+            continue;
+        }
+        if (!is_table(e)) return false;
+        t = PageTable::table_of(e);
+        entry_t* pmd_slot = &t->e[pt_index(addr, PtLevel::Pmd)];
+        entry_t pmd = sync::load(*pmd_slot);
+        if (is_leaf(pmd) && huge(pmd)) {
+            if (!record_leaf_pages(w, pfn(pmd), addr, end, PMD_SIZE, pmd_slot, pmd)) return false;
+            addr = std::min(end, (addr & PMD_MASK) + PMD_SIZE);
+            continue;
+        }
+        if (!is_table(pmd)) return false;
+        // Without pte_special the walker cannot tell a special PTE from a
+        // normal one: GUP-fast gives up at the PTE level (gup_fast_pte_range()).
+        if (!cfg.arch_pte_special) return false;
+        PtTable* pt = PageTable::table_of(pmd);
+        vaddr_t pmd_end = std::min(end, (addr & PMD_MASK) + PMD_SIZE);
+        for (; addr < pmd_end; addr += PAGE_SIZE) {
+            entry_t* slot = &pt->e[pt_index(addr, PtLevel::Pte)];
+            entry_t pte = sync::load(*slot);
+            if (!present(pte) || (pte & PROTNONE) || !access_permitted(pte, w.write())) return false;
+            if (devmap(pte)) {
+                if (w.flags & FOLL_LONGTERM) return false;
+                Page* p = w.mem.pfn_to_page(pfn(pte));
+                if (!p || !w.mem.page_pgmap(p)) return false;
+            } else if (special(pte)) {
+                return false;
+            }
+            Page* page = w.mem.pfn_to_page(pfn(pte));
+            if (!page) {
+                w.k.vmstat.add(Vmstat::gup_fast_no_page);
+                return false;
+            }
+            Folio* folio = grab_fast(w, page, 1);
+            if (!folio) return false;
+            if (sync::load(*pmd_slot) != pmd || sync::load(*slot) != pte) {
+                ungrab(w, folio, 1);
+                return false;
+            }
+            if (!folio_allowed(folio, w.flags) || (!write(pte) && must_unshare_fast(folio, page, w.flags))) {
+                ungrab(w, folio, 1);
+                return false;
+            }
+            folio->set(PG_referenced);
+            w.pages[w.nr++] = page;
+        }
+    }
+    return true;
+}
+
+}  // namespace
+
+unsigned long gup_fast(MmStruct& mm, vaddr_t start, unsigned long nr_pages, unsigned gup_flags, Page** pages) {
+    Kernel& k = mm.kernel;
+    if (!k.cfg.arch_gup_fast) return 0;  // !CONFIG_HAVE_GUP_FAST
+    vaddr_t end = start + (nr_pages << PAGE_SHIFT);
+    if (end <= start || end > TASK_SIZE + PAGE_SIZE) return 0;  // gup_fast_permitted()
+    uint32_t seq = 0;
+    if ((gup_flags & FOLL_PIN) && !mm.write_protect_seq.try_begin(seq)) return 0;  // fork is copying
+    Walk w{k, *k.mem, gup_flags, pages};
+    {
+        sync::RcuReadGuard irqs_off;
+        (void)walk_range(w, mm, start, end);
+    }
+    if ((gup_flags & FOLL_PIN) && mm.write_protect_seq.retry(seq)) {
+        // fork() raced with us: undo everything (gup_fast_unpin_user_pages()).
+        for (unsigned long i = 0; i < w.nr; ++i) gup_put_folio(k, page_folio(pages[i]), 1, gup_flags);
+        return 0;
+    }
+    k.vmstat.add(Vmstat::gup_fast_pages, static_cast<int64_t>(w.nr));
+    return w.nr;
+}
+
+}  // namespace pl
