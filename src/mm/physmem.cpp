@@ -566,24 +566,20 @@ Result<std::unique_ptr<PhysMem>> PhysMem::create(const Config& cfg) {
     // Boot-time hugetlb pages: gigantic first, as hugepagesz=1G hugepages=N
     // is processed before the fragmentation that 2 MiB pages cause. Best
     // effort, as upstream: the pool gets what ZONE_NORMAL can give.
-    for (uint64_t i = 0; i < cfg.hugetlb_1g; ++i) {
-        pfn_t pfn = im.rmqueue(ZoneId::Normal, PUD_ORDER, false);
-        if (pfn == BAD_PFN) break;
-        im.prep_new_folio(pfn, PUD_ORDER, ZoneId::Normal);
-        Folio* f = im.make_pool_folio(Folio::of(im.pg(pfn)));
-        sync::SpinGuard g(im.huge_lock);
-        im.pools[static_cast<unsigned>(HugeSize::Size1G)].free.push_back(f);
-        im.pools[static_cast<unsigned>(HugeSize::Size1G)].nr++;
-    }
-    for (uint64_t i = 0; i < cfg.hugetlb_2m; ++i) {
-        pfn_t pfn = im.rmqueue(ZoneId::Normal, PMD_ORDER, false);
-        if (pfn == BAD_PFN) break;
-        im.prep_new_folio(pfn, PMD_ORDER, ZoneId::Normal);
-        Folio* f = im.make_pool_folio(Folio::of(im.pg(pfn)));
-        sync::SpinGuard g(im.huge_lock);
-        im.pools[static_cast<unsigned>(HugeSize::Size2M)].free.push_back(f);
-        im.pools[static_cast<unsigned>(HugeSize::Size2M)].nr++;
-    }
+    auto reserve_boot_pages = [&](HugeSize hs, uint64_t n) {
+        unsigned order = huge_order(hs);
+        for (uint64_t i = 0; i < n; ++i) {
+            pfn_t pfn = im.rmqueue(ZoneId::Normal, order, false);
+            if (pfn == BAD_PFN) break;
+            im.prep_new_folio(pfn, order, ZoneId::Normal);
+            Folio* f = im.make_pool_folio(Folio::of(im.pg(pfn)));
+            sync::SpinGuard g(im.huge_lock);
+            im.pools[static_cast<unsigned>(hs)].free.push_back(f);
+            im.pools[static_cast<unsigned>(hs)].nr++;
+        }
+    };
+    reserve_boot_pages(HugeSize::Size1G, cfg.hugetlb_1g);
+    reserve_boot_pages(HugeSize::Size2M, cfg.hugetlb_2m);
 
     // The shared zero pages.
     pfn_t zpfn = im.rmqueue(ZoneId::Normal, 0, false);
