@@ -874,6 +874,21 @@ uint64_t PhysMem::hugetlb_set_pool(HugeSize s, uint64_t n) {
 // ZONE_DEVICE
 // ---------------------------------------------------------------------------
 
+// A ZONE_DEVICE page as memremap_pages() hands it out and memunmap_pages()
+// leaves it: free (refcount 0), no contents, no mapping, zone bits only.
+void PhysMem::reset_device_page(Page* p) {
+    constexpr auto relaxed = sync::memory_order_relaxed;
+    impl_->release_data(p);
+    sync::store(p->refcount, 0, relaxed);
+    sync::store(p->mapcount, 0, relaxed);
+    sync::store(p->compound_head, uintptr_t{0}, relaxed);
+    sync::store(p->u.h.mapping, uintptr_t{0}, relaxed);
+    sync::store(p->u.h.index, pgoff_t{0}, relaxed);
+    p->lru_next = p->lru_prev = NO_PFN;
+    p->private_ = 0;
+    sync::store(p->flags, zone_bits(ZoneId::Device), sync::memory_order_release);
+}
+
 Result<DevPagemap*> PhysMem::memremap_pages(PgmapType type, unsigned long nr_pages, DevPagemapOps* ops,
                                             void* owner) {
     if (nr_pages == 0 || nr_pages % pageblock_nr_pages) return Error(EINVAL);
@@ -911,19 +926,7 @@ Result<DevPagemap*> PhysMem::memremap_pages(PgmapType type, unsigned long nr_pag
     }
     if (start == BAD_PFN) return Error(ENOMEM);
     // The range becomes ZONE_DEVICE pages, free (refcount 0).
-    constexpr auto relaxed = sync::memory_order_relaxed;
-    for (pfn_t pfn = start; pfn < start + nr_pages; ++pfn) {
-        Page* p = pages_ + pfn;
-        impl_->release_data(p);
-        sync::store(p->refcount, 0, relaxed);
-        sync::store(p->mapcount, 0, relaxed);
-        sync::store(p->compound_head, uintptr_t{0}, relaxed);
-        sync::store(p->u.h.mapping, uintptr_t{0}, relaxed);
-        sync::store(p->u.h.index, pgoff_t{0}, relaxed);
-        p->lru_next = p->lru_prev = NO_PFN;
-        p->private_ = 0;
-        sync::store(p->flags, zone_bits(ZoneId::Device), sync::memory_order_release);
-    }
+    for (pfn_t pfn = start; pfn < start + nr_pages; ++pfn) reset_device_page(pages_ + pfn);
     return pgmap;
 }
 
@@ -940,17 +943,8 @@ void PhysMem::memunmap_pages(DevPagemap* pgmap) {
         rec = std::move(*it);
         v.erase(it);
     }
-    constexpr auto relaxed = sync::memory_order_relaxed;
-    for (pfn_t pfn = pgmap->start_pfn; pfn < pgmap->start_pfn + pgmap->nr_pages; ++pfn) {
-        Page* p = pages_ + pfn;
-        impl_->release_data(p);
-        sync::store(p->refcount, 0, relaxed);
-        sync::store(p->mapcount, 0, relaxed);
-        sync::store(p->compound_head, uintptr_t{0}, relaxed);
-        sync::store(p->u.h.mapping, uintptr_t{0}, relaxed);
-        sync::store(p->u.h.index, pgoff_t{0}, relaxed);
-        sync::store(p->flags, zone_bits(ZoneId::Device), relaxed);
-    }
+    for (pfn_t pfn = pgmap->start_pfn; pfn < pgmap->start_pfn + pgmap->nr_pages; ++pfn)
+        reset_device_page(pages_ + pfn);
 }
 
 DevPagemap* PhysMem::page_pgmap(const Page* p) const {

@@ -167,6 +167,7 @@ public:
 
 private:
     PhysMem() = default;
+    void reset_device_page(Page* p);
     struct Impl;
     std::unique_ptr<Impl> impl_;
     Page* pages_ = nullptr;

@@ -41,6 +41,13 @@ protected:
     void expect_check() {
         EXPECT_EQ(::pl_kernel_check(k_), 0) << ::pl_last_error();
     }
+    // Every huge page is back in the pool, no reservation is left, and the
+    // kernel's state adds up.
+    void expect_pool_restored(uint64_t free_pages) {
+        EXPECT_EQ(stats().free, free_pages);
+        EXPECT_EQ(stats().resv, 0u);
+        expect_check();
+    }
     static long put_str(task_struct* t, unsigned long addr, const std::string& s) {
         return ::pl_write(t, addr, s.c_str(), s.size() + 1);
     }
@@ -94,9 +101,7 @@ TEST_F(Hugetlb, PrivateAnonWriteFaultMapsExclusivePmd) {
     expect_check();
 
     ASSERT_EQ(::pl_munmap(t, addr, 2 * kHuge), 0);
-    EXPECT_EQ(stats().free, 8u);
-    EXPECT_EQ(stats().resv, 0u);
-    expect_check();
+    expect_pool_restored(8);
 }
 
 TEST_F(Hugetlb, PrivateCowAfterFork) {
@@ -141,9 +146,7 @@ TEST_F(Hugetlb, PrivateCowAfterFork) {
 
     ::pl_exit(child);
     ::pl_exit(parent);
-    EXPECT_EQ(stats().free, 8u);
-    EXPECT_EQ(stats().resv, 0u);
-    expect_check();
+    expect_pool_restored(8);
 }
 
 TEST_F(Hugetlb, SharedAnonHugetlbIsSharedWithChild) {
@@ -163,9 +166,7 @@ TEST_F(Hugetlb, SharedAnonHugetlbIsSharedWithChild) {
     expect_check();
     ::pl_exit(child);
     ::pl_exit(parent);
-    EXPECT_EQ(stats().free, 8u);
-    EXPECT_EQ(stats().resv, 0u);
-    expect_check();
+    expect_pool_restored(8);
 }
 
 TEST_F(Hugetlb, SharedHugetlbfsFileIsCoherentBetweenTasks) {
@@ -211,9 +212,7 @@ TEST_F(Hugetlb, SharedHugetlbfsFileIsCoherentBetweenTasks) {
     EXPECT_EQ(stats().free, 6u);
     EXPECT_EQ(stats().resv, 0u);
     ::pl_file_put(f);
-    EXPECT_EQ(stats().free, 8u);
-    EXPECT_EQ(stats().resv, 0u);
-    expect_check();
+    expect_pool_restored(8);
 }
 
 TEST_F(Hugetlb, PrivateMappingOfHugetlbfsFileCopiesOnWrite) {
@@ -244,9 +243,7 @@ TEST_F(Hugetlb, PrivateMappingOfHugetlbfsFileCopiesOnWrite) {
     ::pl_exit(t2);
     ::pl_exit(t1);
     ::pl_file_put(f);
-    EXPECT_EQ(stats().free, 8u);
-    EXPECT_EQ(stats().resv, 0u);
-    expect_check();
+    expect_pool_restored(8);
 }
 
 TEST_F(Hugetlb, MmapFailsWithEnomemWhenPoolCannotCoverIt) {
@@ -295,9 +292,7 @@ TEST_F(Hugetlb, NoreserveFaultsSigbusWhenPoolIsEmpty) {
     expect_check();
     ::pl_exit(t1);
     ::pl_exit(t2);
-    EXPECT_EQ(stats().free, 2u);
-    EXPECT_EQ(stats().resv, 0u);
-    expect_check();
+    expect_pool_restored(2);
 }
 
 TEST_F(Hugetlb, PoolCountsRestoredAfterExit) {
@@ -447,9 +442,7 @@ TEST_F(Hugetlb, ForkCopiesPossiblyPinnedExclusivePage) {
     expect_check();
     ::pl_exit(child);
     ::pl_exit(parent);
-    EXPECT_EQ(stats().free, 8u);
-    EXPECT_EQ(stats().resv, 0u);
-    expect_check();
+    expect_pool_restored(8);
 }
 
 TEST_F(Hugetlb, TruncateUnmapsAndFreesPages) {
@@ -472,9 +465,7 @@ TEST_F(Hugetlb, TruncateUnmapsAndFreesPages) {
     expect_check();
     ::pl_exit(t);
     ::pl_file_put(f);
-    EXPECT_EQ(stats().free, 8u);
-    EXPECT_EQ(stats().resv, 0u);
-    expect_check();
+    expect_pool_restored(8);
 }
 
 TEST_F(Hugetlb, FallocateFillsCacheAndRunsOutWithEnospc) {
@@ -497,9 +488,7 @@ TEST_F(Hugetlb, FallocateFillsCacheAndRunsOutWithEnospc) {
     EXPECT_EQ(stats().free, 2u);
     ::pl_exit(t);
     ::pl_file_put(f);
-    EXPECT_EQ(stats().free, 4u);
-    EXPECT_EQ(stats().resv, 0u);
-    expect_check();
+    expect_pool_restored(4);
 }
 
 TEST_F(Hugetlb, SplitVmasShareAndReturnReservations) {
@@ -543,9 +532,7 @@ TEST_F(Hugetlb, MremapMovesPagesAndReservations) {
     ASSERT_EQ(put_str(t, v + kHuge, "second"), 7);
     EXPECT_EQ(stats().resv, 0u);
     ::pl_exit(t);
-    EXPECT_EQ(stats().free, 8u);
-    EXPECT_EQ(stats().resv, 0u);
-    expect_check();
+    expect_pool_restored(8);
 }
 
 TEST_F(Hugetlb, PunchHoleRemovesWholePagesIncludingPrivateCopies) {
@@ -573,9 +560,7 @@ TEST_F(Hugetlb, PunchHoleRemovesWholePagesIncludingPrivateCopies) {
     expect_check();
     ::pl_exit(t);
     ::pl_file_put(f);
-    EXPECT_EQ(stats().free, 8u);
-    EXPECT_EQ(stats().resv, 0u);
-    expect_check();
+    expect_pool_restored(8);
 }
 
 // Runs under TSan too (suite name ends in Concurrent).
