@@ -53,6 +53,11 @@ const char *pl_kernel_config(struct pl_kernel *k);
 int pl_kernel_check(struct pl_kernel *k);
 /* A /proc/vmstat counter by name (e.g. "nr_foll_pin_acquired"); 0 if unknown. */
 unsigned long pl_vmstat(struct pl_kernel *k, const char *name);
+/* The kernel log: one "WARNING: <function>: <what>" line per WARN the model
+ * raised (invalid GUP flags, a VMA used after the mmap_lock was dropped, an
+ * API missing from the configured era, ...); "" when there were none. The
+ * string stays valid until the calling thread's next pl_dmesg(). */
+const char *pl_dmesg(struct pl_kernel *k);
 /* Free pages in the buddy allocator, and RAM pages currently allocated. */
 unsigned long pl_nr_free_pages(struct pl_kernel *k);
 unsigned long pl_nr_allocated_pages(struct pl_kernel *k);
@@ -259,10 +264,11 @@ long pin_user_pages_remote(struct mm_struct *mm, unsigned long start, unsigned l
 long pin_user_pages_unlocked(unsigned long start, unsigned long nr_pages, struct page **pages,
                              unsigned int gup_flags);
 
-/* NOT YET the lockless walk: these validate their flags as upstream's
- * gup_fast_fallback() does (FOLL_NOWAIT, FOLL_ANON, ... → -EINVAL; both
- * return -EINVAL on invalid arguments) and then take the slow path with the
- * mmap_lock taken inside. */
+/* The lockless walk first (no mmap_lock; RCU keeps page tables alive), then
+ * the slow path for the rest with the lock taken inside. Flags outside
+ * upstream's fast set (FOLL_NOWAIT, FOLL_ANON, FOLL_DUMP, ...) → -EINVAL;
+ * both return -EINVAL on invalid arguments. FOLL_LONGTERM pins migrate
+ * folios out of ZONE_MOVABLE/CMA first, as the slow path does. */
 int get_user_pages_fast(unsigned long start, int nr_pages, unsigned int gup_flags, struct page **pages);
 int pin_user_pages_fast(unsigned long start, int nr_pages, unsigned int gup_flags, struct page **pages);
 
@@ -276,6 +282,13 @@ void unpin_folios(struct folio **folios, unsigned long nfolios);
 void unpin_user_folio(struct folio *folio, unsigned long npages);
 /* folio_maybe_dma_pinned(): exact for large folios, heuristic for small. */
 int folio_maybe_dma_pinned(struct folio *folio);
+/* ---- more entry points: fast_only, single page + VMA, fixup_user_fault,
+ *      get_dump_page, memfd_pin_folios (src/gup/) -------------------------- */
+/* @@GUP-EXTRA@@ */
+
+/* ---- historical eras (config key era=): put_user_page*() of v5.3-v5.5 and
+ *      the vmas[] output array before v6.5 ---------------------------------- */
+/* @@GUP-ERAS@@ */
 /* ==== end of GUP ============================================================= */
 
 #ifdef __cplusplus

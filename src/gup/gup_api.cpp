@@ -3,12 +3,13 @@
 // get_user_pages_fast()/pin_user_pages_fast() validate their arguments as
 // upstream's gup_fast_fallback() does, take what the lockless walk
 // (src/gup/gup_fast.cpp) can, and hand the rest to the slow path
-// (FOLL_TOUCH|FOLL_UNLOCKABLE, the lock taken inside). FOLL_LONGTERM does not
-// yet migrate folios that may not be pinned long-term (movable/CMA zones).
+// (FOLL_TOUCH|FOLL_UNLOCKABLE, the lock taken inside). FOLL_LONGTERM pins
+// go through gup_longterm_locked() (src/gup/gup_longterm.cpp).
 #include <cerrno>
 
 #include "gup/foll_flags.h"
 #include "gup/gup_fast.h"
+#include "gup/gup_longterm.h"
 #include "gup/gup_slow.h"
 #include "gup/pin_accounting.h"
 #include "kernel/task.h"
@@ -23,13 +24,6 @@ Page** PP(page** p) { return reinterpret_cast<Page**>(p); }
 MmStruct* current_mm() {
     Task* t = current();
     return t ? t->mm : nullptr;
-}
-
-// __gup_longterm_locked(): without the migration loop for now.
-long gup_longterm_locked(MmStruct& mm, unsigned long start, unsigned long nr_pages, Page** pages, int* locked,
-                         unsigned gup_flags) {
-    if (!nr_pages) return 0;
-    return __get_user_pages_locked(mm, start, nr_pages, pages, locked, gup_flags);
 }
 
 // gup_fast_fallback(): the lockless walk takes a prefix, the slow path the rest.

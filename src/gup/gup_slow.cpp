@@ -289,6 +289,7 @@ out:
 
 long __get_user_pages_locked(MmStruct& mm, vaddr_t start, unsigned long nr_pages, Page** pages, int* locked,
                              unsigned flags) PL_NO_TSA {
+    if (!nr_pages) return 0;
     bool must_unlock = false;
     if (!*locked) {
         // mmap_read_lock_killable()

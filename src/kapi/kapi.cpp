@@ -134,6 +134,12 @@ unsigned long pl_vmstat(pl_kernel* k, const char* name) {
     return static_cast<unsigned long>(v);
 }
 
+const char* pl_dmesg(pl_kernel* k) {
+    static thread_local std::string buf;
+    buf = k ? K(k)->dmesg() : std::string();
+    return buf.c_str();
+}
+
 unsigned long pl_nr_free_pages(pl_kernel* k) { return k ? K(k)->mem->nr_free_pages() : 0; }
 unsigned long pl_nr_allocated_pages(pl_kernel* k) { return k ? K(k)->mem->nr_allocated_pages() : 0; }
 

@@ -116,4 +116,26 @@ std::vector<std::pair<const Folio*, long>> Kernel::ref_ledger_snapshot() const {
     return out;
 }
 
+void Kernel::warn(const char* where, const std::string& what) {
+    // Bounded: a runaway caller cannot grow the log without limit.
+    constexpr size_t kMaxLines = 4096;
+    std::lock_guard g(log_mu_);
+    if (log_.size() < kMaxLines)
+        log_.push_back(std::string("WARNING: ") + where + ": " + what);
+    else if (log_.size() == kMaxLines)
+        log_.push_back("WARNING: further warnings suppressed");
+}
+
+std::string Kernel::dmesg() const {
+    std::lock_guard g(log_mu_);
+    std::string out;
+    for (const auto& l : log_) out += l + "\n";
+    return out;
+}
+
+size_t Kernel::nr_warnings() const {
+    std::lock_guard g(log_mu_);
+    return log_.size();
+}
+
 }  // namespace pl

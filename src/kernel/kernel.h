@@ -63,6 +63,15 @@ public:
     long ref_ledger(const Folio* f) const;
     std::vector<std::pair<const Folio*, long>> ref_ledger_snapshot() const;
 
+    // --- the kernel log -----------------------------------------------------------
+    // WARN_ON_ONCE()/pr_warn() of the model: misuse that upstream reports in
+    // dmesg (invalid GUP flags, a VMA used after the mmap_lock was dropped, an
+    // API called in an era that lacks it) is logged here, one line each, and
+    // read back with pl_dmesg(). `where` names the kernel function that warned.
+    void warn(const char* where, const std::string& what);
+    std::string dmesg() const;
+    size_t nr_warnings() const;
+
 private:
     explicit Kernel(const Config& cfg);
     struct LedgerShard {
@@ -71,6 +80,8 @@ private:
     };
     static constexpr size_t kLedgerShards = 16;
     std::array<LedgerShard, kLedgerShards> ledger_;
+    mutable std::mutex log_mu_;  // guards log_ (not a model lock)
+    std::vector<std::string> log_;
     mutable std::mutex mu_;  // guards the registries below (not a model lock)
     std::list<std::unique_ptr<Task>> tasks_;
     std::vector<Inode*> inodes_;
