@@ -159,6 +159,9 @@ int page_ref_count(struct page *p);
 int folio_ref_count(struct folio *f);
 int page_mapcount(struct page *p);
 int folio_mapcount(struct folio *f);
+/* folio->_pincount: pins of a large folio, one per pinned subpage (small
+ * folios keep their pins in _refcount, GUP_PIN_COUNTING_BIAS each: 0 here). */
+int pl_folio_pincount(struct folio *f);
 /* 1 when the page is part of a large folio (THP, hugetlb). */
 int PageCompound(struct page *p);
 int PageAnonExclusive(struct page *p);

@@ -447,6 +447,7 @@ int page_ref_count(page* p) { return p ? pl::page_folio(P(p))->ref_count() : 0; 
 int folio_ref_count(folio* f) { return f ? F(f)->ref_count() : 0; }
 int page_mapcount(page* p) { return p ? pl::page_mapcount(P(p)) : 0; }
 int folio_mapcount(folio* f) { return f ? F(f)->mapcount() : 0; }
+int pl_folio_pincount(folio* f) { return f && F(f)->is_large() ? F(f)->pincount() : 0; }
 int PageCompound(page* p) { return p && pl::page_folio(P(p))->is_large(); }
 int PageAnonExclusive(page* p) {
     if (!p) return 0;
