@@ -1,6 +1,8 @@
 // GUP-fast (spec §4): what the lockless walk takes, where it stops and hands
 // over to the slow path, and the architecture switches seed 003 was about.
 // vmstat gup_fast_pages says how many pages the lockless walk itself took.
+#include <functional>
+
 #include "gup/foll_flags.h"
 #include "gup/gup_fast.h"
 #include "test_kernel.h"
@@ -201,6 +203,131 @@ TEST_F(GupFast, Seed003HugePfnWithoutPmdSpecial) {
         EXPECT_EQ(pl_vmstat(k, "gup_fast_no_page"), pmd_special ? 0u : 1u)
             << (pmd_special ? "a special PMD stops the walk cleanly"
                             : "without pmd_special the walk reaches a pfn with no struct page");
+    }
+}
+
+
+// ---- §4 per-entry rules, one row each --------------------------------------------------
+// `fast`: pages the lockless walk takes (vmstat gup_fast_pages); `ret`: what
+// pin_user_pages_fast()/get_user_pages_fast() return once the slow path has
+// handled the rest.
+
+class GupFastRules : public GupFast {
+public:
+    unsigned long anon(int prot, bool populate) {
+        unsigned long a = map(t, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+        if (populate) put_str(t, a, "anon");
+        if (prot != (PROT_READ | PROT_WRITE)) {
+            EXPECT_EQ(pl_mprotect(t, a, kPage, prot), 0);
+        }
+        return a;
+    }
+    unsigned long filemap(const char* fs, int prot, int flags) {
+        pl_file* f = file(fs, kPage);
+        unsigned long a = map(t, kPage, prot, flags, f);
+        if (prot & PROT_WRITE) {
+            put_str(t, a, "file");  // a write fault: the PTE ends up writable (and dirty)
+        } else {
+            EXPECT_EQ(pl_pwrite(f, "file", 5, 0), 5);
+            char c;
+            EXPECT_EQ(pl_read(t, a, &c, 1), 1);
+        }
+        return a;
+    }
+    unsigned long zero_page() {
+        unsigned long a = map(t, kPage, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS);
+        char c;
+        EXPECT_EQ(pl_read(t, a, &c, 1), 1);
+        EXPECT_TRUE(is_zero_page(pg(t, a)));
+        return a;
+    }
+    unsigned long hugetlb() {
+        unsigned long a = map(t, 2UL << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB);
+        put_str(t, a, "huge");
+        return a;
+    }
+    unsigned long shared_after_fork() {
+        unsigned long a = anon(PROT_READ | PROT_WRITE, true);
+        child = pl_fork(t);
+        EXPECT_NE(child, nullptr);
+        return a;
+    }
+    task_struct* child = nullptr;
+};
+
+struct FastRow {
+    const char* rule;
+    std::function<unsigned long(GupFastRules&)> setup;
+    unsigned flags;  // FOLL_PIN unless `get`
+    bool get;
+    unsigned long fast;
+    long ret;
+};
+
+TEST_F(GupFastRules, PerEntryRules) {
+    const int rw = PROT_READ | PROT_WRITE;
+    const FastRow rows[] = {
+        {"present, writable, exclusive anon PTE: taken", [&](GupFastRules& f) { return f.anon(rw, true); },
+         FOLL_WRITE, false, 1, 1},
+        {"pte_none: stop; the slow path faults", [&](GupFastRules& f) { return f.anon(rw, false); }, FOLL_WRITE,
+         false, 0, 1},
+        {"!pte_access_permitted(write) on a R/O PTE: stop; the slow path write-faults (COW)",
+         [&](GupFastRules& f) {
+             return f.shared_after_fork();  // both map it R/O now
+         },
+         FOLL_WRITE, false, 0, 1},
+        {"PROT_NONE VMA: the walk stops; check_vma_flags() -EFAULT",
+         [&](GupFastRules& f) { return f.anon(PROT_NONE, true); }, 0, false, 0, -EFAULT},
+        {"zero page: do_anonymous_page() maps it with pte_mkspecial → the walk stops; the slow path pins it "
+         "without a reference",
+         [&](GupFastRules& f) { return f.zero_page(); }, 0, false, 0, 1},
+        {"zero page, R/O GET: special PTE → slow path (GET does take a reference)",
+         [&](GupFastRules& f) { return f.zero_page(); }, 0, true, 0, 1},
+        {"R/O pin of a page shared with a child: gup_must_unshare() → slow unshare",
+         [&](GupFastRules& f) { return f.shared_after_fork(); }, 0, false, 0, 1},
+        {"R/O GET of a page shared with a child: no unshare needed for GET",
+         [&](GupFastRules& f) { return f.shared_after_fork(); }, 0, true, 1, 1},
+        {"hugetlb PMD leaf: one grab", [&](GupFastRules& f) { return f.hugetlb(); }, FOLL_WRITE, false, 1, 1},
+        {"R/O longterm pin of a page-cache page in a private mapping: no VMA to judge → slow unshare",
+         [&](GupFastRules& f) { return f.filemap("ext4", PROT_READ, MAP_PRIVATE); }, FOLL_LONGTERM, false, 0, 1},
+        {"R/O short-term pin of the same page: taken (no unshare for short-term file pins)",
+         [&](GupFastRules& f) { return f.filemap("ext4", PROT_READ, MAP_PRIVATE); }, 0, false, 1, 1},
+        {"R/W longterm pin of shared ext4: gup_fast_folio_allowed() rejects → slow -EFAULT",
+         [&](GupFastRules& f) { return f.filemap("ext4", rw, MAP_SHARED); }, FOLL_WRITE | FOLL_LONGTERM, false, 0,
+         -EFAULT},
+        {"R/W longterm pin of shared memfd: shmem is allowed",
+         [&](GupFastRules& f) { return f.filemap("memfd", rw, MAP_SHARED); }, FOLL_WRITE | FOLL_LONGTERM, false, 1,
+         1},
+        {"secretmem: small folios are checked for secretmem → slow -EFAULT",
+         [&](GupFastRules& f) { return f.filemap("secretmem", rw, MAP_SHARED); }, FOLL_WRITE, false, 0, -EFAULT},
+        {"fsdax, short-term pin: ZONE_DEVICE pages with a struct page are taken",
+         [&](GupFastRules& f) { return f.filemap("fsdax", rw, MAP_SHARED); }, FOLL_WRITE, false, 1, 1},
+        {"fsdax, longterm: not longterm-pinnable → slow, check_vma_flags() -EOPNOTSUPP",
+         [&](GupFastRules& f) { return f.filemap("fsdax", rw, MAP_SHARED); }, FOLL_WRITE | FOLL_LONGTERM, false, 0,
+         -EOPNOTSUPP},
+    };
+    for (const auto& r : rows) {
+        SCOPED_TRACE(r.rule);
+        child = nullptr;
+        unsigned long a = r.setup(*this);
+        const unsigned long fast0 = fast_pages();
+        const unsigned long ref_before = pg(t, a) ? static_cast<unsigned long>(page_ref_count(pg(t, a))) : 0;
+        page* p = nullptr;
+        int n = r.get ? get_user_pages_fast(a, 1, r.flags, &p) : pin_user_pages_fast(a, 1, r.flags, &p);
+        EXPECT_EQ(n, r.ret);
+        EXPECT_EQ(fast_pages() - fast0, r.fast);
+        if (n == 1) {
+            if (is_zero_page(p) && !r.get) {
+                EXPECT_EQ(static_cast<unsigned long>(page_ref_count(p)), ref_before) << "§5: the zero page is never pinned";
+            }
+            if (r.get)
+                put_page(p);
+            else
+                unpin_user_page(p);
+        }
+        if (child) pl_exit(child);
+        EXPECT_EQ(pl_vmstat(k, "nr_foll_pin_acquired"), pl_vmstat(k, "nr_foll_pin_released"));
+        ASSERT_EQ(pl_kernel_check(k), 0) << pl_last_error();
     }
 }
 
