@@ -37,7 +37,8 @@ struct pl_file;         /* an open file or device */
  * Keys: era (v4.8 v5.3 v5.5 v5.8 v5.10 v5.11 v5.16 v6.0 v6.4 v6.5 current),
  * ram, movable, cma, device_mem (sizes with K/M/G/T), hugetlb_2m, hugetlb_1g
  * (page counts), thp (always|madvise|never), thp.use_zero_page,
- * arch.pte_special, arch.gup_fast, arch.pmd_special, arch.pte_devmap (on|off).
+ * arch.pte_special, arch.gup_fast, arch.pmd_special, arch.pte_devmap,
+ * gup.foll_same_file (FOLL_SAME_FILE, never merged; off by default) (on|off).
  * Returns NULL on a bad configuration; pl_last_error() names the key. */
 struct pl_kernel *pl_kernel_new(const char *config);
 /* Tears everything down: tasks exit, files close, memory is released. */
@@ -287,11 +288,161 @@ void unpin_user_folio(struct folio *folio, unsigned long npages);
 int folio_maybe_dma_pinned(struct folio *folio);
 /* ---- more entry points: fast_only, single page + VMA, fixup_user_fault,
  *      get_dump_page, memfd_pin_folios (src/gup/) -------------------------- */
-/* @@GUP-EXTRA@@ */
+/* Kernel-style error pointers (include/linux/err.h): functions that return a
+ * pointer or an error (get_user_page_vma_remote()) encode -errno in the
+ * pointer's top 4095 values. */
+#ifndef MAX_ERRNO
+#define MAX_ERRNO 4095
+#endif
+static inline void *ERR_PTR(long error) { return (void *)error; }
+static inline long PTR_ERR(const void *ptr) { return (long)ptr; }
+static inline bool IS_ERR(const void *ptr) { return (unsigned long)ptr >= (unsigned long)-MAX_ERRNO; }
+static inline bool IS_ERR_OR_NULL(const void *ptr) { return !ptr || IS_ERR(ptr); }
+
+/* Fault flags of handle_mm_fault()/fixup_user_fault(), upstream values (enum
+ * fault_flag). pinlab's own sources use the constants of src/mm/vm_flags.h. */
+#ifndef PINLAB_INTERNAL
+#define FAULT_FLAG_WRITE 0x001U
+#define FAULT_FLAG_MKWRITE 0x002U
+#define FAULT_FLAG_ALLOW_RETRY 0x004U
+#define FAULT_FLAG_RETRY_NOWAIT 0x008U
+#define FAULT_FLAG_KILLABLE 0x010U
+#define FAULT_FLAG_TRIED 0x020U
+#define FAULT_FLAG_USER 0x040U
+#define FAULT_FLAG_REMOTE 0x080U
+#define FAULT_FLAG_INSTRUCTION 0x100U
+#define FAULT_FLAG_INTERRUPTIBLE 0x200U
+#define FAULT_FLAG_UNSHARE 0x400U
+#endif /* PINLAB_INTERNAL */
+
+/* GUP-fast only: the lockless walk and nothing else (FOLL_GET|FOLL_FAST_ONLY).
+ * Never takes the mmap_lock, never faults, so it may run where sleeping is
+ * not allowed (futex, perf). Returns how many pages, from start on, the walk
+ * took (0..nr_pages; 0 when the first page is absent, special, needs a fault
+ * or fork is copying page tables); -EINVAL on invalid arguments or flags
+ * outside the fast set; -EOVERFLOW/-EFAULT for a range that overflows or
+ * ends beyond TASK_SIZE. Release with put_page(). */
+int get_user_pages_fast_only(unsigned long start, int nr_pages, unsigned int gup_flags, struct page **pages);
+
+/* One page and its VMA (include/linux/mm.h): get_user_pages_remote() of one
+ * page, then vma_lookup(). The caller holds mm's mmap_lock for read (it is
+ * never dropped). Returns the page (a GET reference: put_page()) and sets
+ * *vmap, or ERR_PTR(-errno): the GUP error (-EFAULT for no VMA or a VM_IO/
+ * VM_PFNMAP one, ...), -EINVAL for FOLL_NOWAIT (WARN) or bad arguments.
+ * Test the result with IS_ERR(), never against NULL. */
+struct page *get_user_page_vma_remote(struct mm_struct *mm, unsigned long addr, int gup_flags,
+                                      struct vm_area_struct **vmap);
+
+/* fixup_user_fault(): run handle_mm_fault() for one address as a user access
+ * would (futex, KVM), fixing up the PTE (COW on a write fault) without taking
+ * a reference. The caller holds mm's mmap_lock for read, and holds it again
+ * on return even when the fault dropped it; then *unlocked is set to true (the
+ * caller's VMA pointers are stale). With `unlocked` non-NULL the fault may
+ * drop the lock (ALLOW_RETRY|KILLABLE are added); with NULL it must not, and
+ * FAULT_FLAG_ALLOW_RETRY is refused with -EINVAL. Returns 0, -EFAULT (no VMA,
+ * the VMA forbids the access, SIGBUS/SIGSEGV, poisoned page), -ENOMEM, or
+ * -EINTR when KILLABLE and a fatal signal is pending. */
+int fixup_user_fault(struct mm_struct *mm, unsigned long address, unsigned int fault_flags, bool *unlocked);
+
+/* get_dump_page(): the page a core dump writes for addr of pl_current()'s mm
+ * (FOLL_FORCE|FOLL_DUMP|FOLL_GET), or NULL for a hole in the core file: an
+ * anonymous page never touched (nothing is allocated), the zero page, VM_IO/
+ * VM_PFNMAP mappings, no VMA. *locked == 1: the caller holds the mmap_lock
+ * for read and keeps it; 0: it is taken and released here (*locked stays 0).
+ * Release the page with put_page(). */
+struct page *get_dump_page(unsigned long addr, int *locked);
+
+/* memfd_pin_folios(): pin (FOLL_PIN, long-term) the page-cache folios of a
+ * shmem ("memfd", "tmpfs") or hugetlb ("memfd-hugetlb", "hugetlbfs") file
+ * that cover the bytes [start, end] (end inclusive), allocating missing ones.
+ * Each folio is pinned once, in file order, at most max_folios of them;
+ * *offset is start's offset inside the first folio. Folios in ZONE_MOVABLE or
+ * CMA are migrated first, as FOLL_LONGTERM does. Returns the number of folios
+ * pinned, or -EINVAL (not shmem/hugetlb, start < 0, start > end,
+ * end >= i_size, max_folios == 0, NULL arguments), -ENOMEM (allocation or
+ * migration failed). Release with unpin_folios()/unpin_folio(). */
+long memfd_pin_folios(struct pl_file *memfd, long long start, long long end, struct folio **folios,
+                      unsigned int max_folios, unsigned long *offset);
+
+/* page_maybe_dma_pinned(): folio_maybe_dma_pinned() of the page's folio. */
+int page_maybe_dma_pinned(struct page *page);
+/* folio_is_longterm_pinnable(): may the folio stay pinned indefinitely where
+ * it is (not in ZONE_MOVABLE, CMA or isolated pageblocks, not device-coherent
+ * or fsdax memory; the zero page always may)? 1 or 0; 0 with pl_last_error()
+ * for NULL or a folio of no live kernel. */
+int folio_is_longterm_pinnable(struct folio *folio);
+/* folio_add_pin()/folio_add_pins(): more pins on a folio the caller already
+ * pinned (e.g. by memfd_pin_folios(), to unpin it page by page later); none
+ * on the zero page. folio_add_pins() returns 0, or -ENOMEM/-EINVAL for a
+ * folio with no reference or bad arguments. */
+void folio_add_pin(struct folio *folio);
+int folio_add_pins(struct folio *folio, unsigned int pins);
 
 /* ---- historical eras (config key era=): put_user_page*() of v5.3-v5.5 and
  *      the vmas[] output array before v6.5 ---------------------------------- */
-/* @@GUP-ERAS@@ */
+/* put_user_page*() (v5.2 - v5.5; seed 004): the release calls that
+ * get_user_pages*() callers were converted to before GUP references became
+ * trackable. In those eras they were put_page() under another name: they drop
+ * FOLL_GET references (put_user_pages_dirty_lock() first marks each clean
+ * page dirty with set_page_dirty_lock() when make_dirty; v5.3 had no
+ * make_dirty argument and always dirtied). They exist only in a kernel whose
+ * era is v5.3 or v5.5; in any other era they WARN (naming the era and the
+ * replacement: put_page() for GET references, unpin_user_page*() for the
+ * FOLL_PIN pins that replaced them in v5.6) and release nothing. */
+void put_user_page(struct page *page);
+void put_user_pages(struct page **pages, unsigned long npages);
+void put_user_pages_dirty_lock(struct page **pages, unsigned long npages, bool make_dirty);
+
+/* The vmas[] output array (seed 002; removed in v6.5 by "remove the vmas
+ * parameter from GUP APIs"): the v6.4 signatures, as pl_v6_4_*() because C
+ * has no overloading. vmas, when not NULL, receives the VMA of each page
+ * taken. Those pointers are valid only while the calling thread keeps the
+ * mmap_lock it held across the call: after its mmap_read_unlock()/
+ * mmap_write_unlock() (or a GUP call that dropped the lock), pl_vma_start(),
+ * pl_vma_end() and pl_vma_flags() refuse them — WARN "dangling VMA ...",
+ * return 0, pl_last_error() says why — without touching them (they may have
+ * been freed). As in v6.4, vmas cannot be combined with `locked` (WARN;
+ * invalid arguments). Returns and other arguments as the current functions.
+ * In a kernel whose era is v6.5 or later they WARN "vmas parameter removed in
+ * v6.5" and fail as on invalid arguments: get_*() -EINVAL, pin_*() 0.
+ *
+ * Era-6.4 driver code compiles unchanged when it defines
+ * PINLAB_KERNEL_API_V6_4 before including this header: get_user_pages,
+ * pin_user_pages, get_user_pages_remote and pin_user_pages_remote then name
+ * the pl_v6_4_*() functions (the current four-argument forms are no longer
+ * reachable by those names in that translation unit). */
+long pl_v6_4_get_user_pages(unsigned long start, unsigned long nr_pages, unsigned int gup_flags,
+                            struct page **pages, struct vm_area_struct **vmas);
+long pl_v6_4_pin_user_pages(unsigned long start, unsigned long nr_pages, unsigned int gup_flags,
+                            struct page **pages, struct vm_area_struct **vmas);
+long pl_v6_4_get_user_pages_remote(struct mm_struct *mm, unsigned long start, unsigned long nr_pages,
+                                   unsigned int gup_flags, struct page **pages, struct vm_area_struct **vmas,
+                                   int *locked);
+long pl_v6_4_pin_user_pages_remote(struct mm_struct *mm, unsigned long start, unsigned long nr_pages,
+                                   unsigned int gup_flags, struct page **pages, struct vm_area_struct **vmas,
+                                   int *locked);
+#ifdef PINLAB_KERNEL_API_V6_4
+#define get_user_pages pl_v6_4_get_user_pages
+#define pin_user_pages pl_v6_4_pin_user_pages
+#define get_user_pages_remote pl_v6_4_get_user_pages_remote
+#define pin_user_pages_remote pl_v6_4_pin_user_pages_remote
+#endif
+
+/* FOLL_SAME_FILE (proposed in v1-v3 of that series, Apr 2023, for io_uring;
+ * dropped in v4, never merged): the slow path fails with -EFAULT at the first
+ * VMA whose vm_file differs from the first VMA's (NULL counts as a file), so
+ * the call returns the pages before it (partial success) or -EFAULT. The
+ * fast path (get/pin_user_pages_fast) refuses it with -EINVAL. Only with the
+ * configuration switch gup.foll_same_file=on; otherwise the slow path WARNs
+ * and returns -EINVAL. Its value is pinlab's own (the patch used 1 << 12,
+ * today FOLL_HONOR_NUMA_FAULT): bit 31, clear of the public and the internal
+ * FOLL_* bits. */
+#ifndef PINLAB_INTERNAL
+#define FOLL_SAME_FILE 0x80000000U
+#endif
+
+/* Frame vectors (get_vaddr_frames() and friends; seed 000). */
+#include "pinlab/frame_vector.h"
 /* ==== end of GUP ============================================================= */
 
 #ifdef __cplusplus

@@ -31,7 +31,7 @@ struct KeyInfo {
     std::string_view key, description;
 };
 
-constexpr std::array<KeyInfo, 13> kKeys{{
+constexpr std::array<KeyInfo, 14> kKeys{{
     {"era", "kernel era whose historical behaviour is modelled"},
     {"ram", "simulated RAM (bytes; K/M/G/T suffixes)"},
     {"movable", "part of RAM placed in ZONE_MOVABLE (movablecore=)"},
@@ -45,6 +45,7 @@ constexpr std::array<KeyInfo, 13> kKeys{{
     {"arch.gup_fast", "CONFIG_HAVE_GUP_FAST: the lockless GUP-fast walk exists"},
     {"arch.pmd_special", "PMD/PUD leaves can be marked special (huge PFN maps)"},
     {"arch.pte_devmap", "CONFIG_ARCH_HAS_PTE_DEVMAP: devmap bit on PTE/PMD/PUD"},
+    {"gup.foll_same_file", "FOLL_SAME_FILE (proposed Apr 2023, never merged): GUP fails unless all VMAs share vm_file"},
 }};
 
 }  // namespace
@@ -131,6 +132,7 @@ Status Config::set(std::string_view key, std::string_view value, std::string* wh
     if (key == "arch.gup_fast") return switch_key(arch_gup_fast);
     if (key == "arch.pmd_special") return switch_key(arch_pmd_special);
     if (key == "arch.pte_devmap") return switch_key(arch_pte_devmap);
+    if (key == "gup.foll_same_file") return switch_key(gup_foll_same_file);
     return fail("unknown configuration key '" + std::string(key) + "'");
 }
 
@@ -202,6 +204,7 @@ std::string Config::to_string() const {
     s += std::string(" arch.gup_fast=") + (arch_gup_fast ? "on" : "off");
     s += std::string(" arch.pmd_special=") + (arch_pmd_special ? "on" : "off");
     s += std::string(" arch.pte_devmap=") + (arch_pte_devmap ? "on" : "off");
+    s += std::string(" gup.foll_same_file=") + (gup_foll_same_file ? "on" : "off");
     return s;
 }
 

@@ -20,9 +20,9 @@ enum class Era : uint8_t {
     v5_3,    // put_user_page() introduced
     v5_5,
     v5_8,
-    v5_10,   // frame_vector still uses follow_pfn for VM_IO|VM_PFNMAP
-    v5_11,   // frame_vector pins with pin_user_pages_fast(FOLL_LONGTERM)
-    v5_16,
+    v5_10,   // frame_vector: pin_user_pages_locked(), follow_pfn for VM_IO|VM_PFNMAP
+    v5_11,   // (frame_vector unchanged: pin_user_pages_fast(FOLL_LONGTERM) came in v5.12, see v5_16)
+    v5_16,   // frame_vector: pin_user_pages_fast(FOLL_LONGTERM), follow_pfn fallback
     v6_0,
     v6_4,    // last era with the vmas output array
     v6_5,
@@ -47,6 +47,9 @@ struct Config {
     bool arch_gup_fast = true;            // CONFIG_HAVE_GUP_FAST (HAVE_FAST_GUP before v6.10)
     bool arch_pmd_special = true;         // CONFIG_ARCH_SUPPORTS_PMD_PFNMAP / pmd_special
     bool arch_pte_devmap = false;         // CONFIG_ARCH_HAS_PTE_DEVMAP (gone upstream since ~v6.17)
+    // FOLL_SAME_FILE (Lorenzo Stoakes' vmas-removal series v1-v3, Apr 2023;
+    // dropped in v4, never merged): off, GUP refuses the flag with a WARN.
+    bool gup_foll_same_file = false;
 
     bool era_at_least(Era e) const { return era >= e; }
 

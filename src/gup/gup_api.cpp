@@ -5,6 +5,9 @@
 // (src/gup/gup_fast.cpp) can, and hand the rest to the slow path
 // (FOLL_TOUCH|FOLL_UNLOCKABLE, the lock taken inside). FOLL_LONGTERM pins
 // go through gup_longterm_locked() (src/gup/gup_longterm.cpp).
+// get_user_pages_fast_only() stops after the lockless walk;
+// get_user_page_vma_remote() is upstream's inline helper of
+// include/linux/mm.h.
 #include <cerrno>
 
 #include "gup/foll_flags.h"
@@ -64,6 +67,40 @@ int pin_user_pages_fast(unsigned long start, int nr_pages, unsigned int gup_flag
     if (!is_valid_gup_args(PP(pages), nullptr, &gup_flags, FOLL_PIN)) return -EINVAL;
     // A negative count sign-extends into an overflowing length (-EOVERFLOW).
     return gup_fast_fallback(start, static_cast<unsigned long>(static_cast<long>(nr_pages)), gup_flags, PP(pages));
+}
+
+int get_user_pages_fast_only(unsigned long start, int nr_pages, unsigned int gup_flags, page** pages) {
+    // FOLL_GET: GUP-fast always takes references. FOLL_FAST_ONLY: no slow
+    // path, hence no mmap_lock and no fault, whatever the walk stops at.
+    if (!is_valid_gup_args(PP(pages), nullptr, &gup_flags, FOLL_GET | FOLL_FAST_ONLY)) return -EINVAL;
+    return gup_fast_fallback(start, static_cast<unsigned long>(static_cast<long>(nr_pages)), gup_flags, PP(pages));
+}
+
+page* get_user_page_vma_remote(mm_struct* cmm, unsigned long addr, int gup_flags, vm_area_struct** vmap) {
+    if (!cmm || !vmap) return static_cast<page*>(ERR_PTR(-EINVAL));
+    MmStruct& mm = *reinterpret_cast<MmStruct*>(cmm);
+    // get_user_pages_remote() may return 0 only with FOLL_NOWAIT.
+    if (gup_flags & static_cast<int>(FOLL_NOWAIT)) {
+        mm.kernel.warn("get_user_page_vma_remote", "FOLL_NOWAIT is not supported");
+        return static_cast<page*>(ERR_PTR(-EINVAL));
+    }
+    page* p = nullptr;
+    long got = get_user_pages_remote(cmm, addr, 1, static_cast<unsigned>(gup_flags), &p, nullptr);
+    if (got < 0) return static_cast<page*>(ERR_PTR(got));
+    if (got == 0) {
+        mm.kernel.warn("get_user_page_vma_remote", "get_user_pages_remote() returned 0");
+        return static_cast<page*>(ERR_PTR(-EFAULT));
+    }
+    // The C API's vma_lookup(): a fresh VMA pointer for the caller.
+    vm_area_struct* vma = ::vma_lookup(cmm, addr);
+    if (!vma) {
+        // The lock is held throughout: the VMA GUP used cannot have gone.
+        mm.kernel.warn("get_user_page_vma_remote", "no VMA after a successful GUP");
+        gup_put_folio(mm.kernel, page_folio(reinterpret_cast<Page*>(p)), 1, FOLL_GET);
+        return static_cast<page*>(ERR_PTR(-EINVAL));
+    }
+    *vmap = vma;
+    return p;
 }
 
 

@@ -4,6 +4,7 @@
 #include <cerrno>
 
 #include "gup/foll_flags.h"
+#include "gup/gup_vmas_tracker.h"
 #include "gup/pin_accounting.h"
 #include "kernel/task.h"
 #include "mm/internal.h"
@@ -205,11 +206,12 @@ int faultin_page(Vma& vma, vaddr_t addr, unsigned flags, bool unshare, int* lock
 }
 
 long __get_user_pages(MmStruct& mm, vaddr_t start, unsigned long nr_pages, unsigned gup_flags, Page** pages,
-                      int* locked) {
+                      int* locked, Vma** vmas) {
     if (!nr_pages) return 0;
     long i = 0;
     long ret = 0;
     Vma* vma = nullptr;
+    File* file = nullptr;  // FOLL_SAME_FILE: the vm_file every VMA must share
     unsigned long page_mask = 0;
     start &= ~(PAGE_SIZE - 1);  // untagged_addr + page alignment
 
@@ -231,8 +233,12 @@ long __get_user_pages(MmStruct& mm, vaddr_t start, unsigned long nr_pages, unsig
                     break;
                 }
                 ret = check_vma_flags(*vma, gup_flags);
+                // FOLL_SAME_FILE (never merged): the v1-v3 patch tested it in
+                // check_vma_flags() against the first VMA's file of this call.
+                if (!ret && (gup_flags & FOLL_SAME_FILE) && vma->file != (i == 0 ? vma->file : file)) ret = -EFAULT;
                 if (ret) break;
             }
+            file = vma->file;
         }
 
         FollowResult r;
@@ -278,6 +284,9 @@ long __get_user_pages(MmStruct& mm, vaddr_t start, unsigned long nr_pages, unsig
                 }
                 for (unsigned long j = 0; j < page_increm; j++) pages[i + static_cast<long>(j)] = r.page + j;
             }
+            // vmas[] (before v6.5): one entry per page, skipped ones included.
+            if (vmas)
+                for (unsigned long j = 0; j < page_increm; j++) vmas[i + static_cast<long>(j)] = vma;
             i += static_cast<long>(page_increm);
             start += page_increm * PAGE_SIZE;
             nr_pages -= page_increm;
@@ -288,8 +297,14 @@ out:
 }
 
 long __get_user_pages_locked(MmStruct& mm, vaddr_t start, unsigned long nr_pages, Page** pages, int* locked,
-                             unsigned flags) PL_NO_TSA {
+                             unsigned flags, Vma** vmas) PL_NO_TSA {
     if (!nr_pages) return 0;
+    if ((flags & FOLL_SAME_FILE) && !mm.kernel.cfg.gup_foll_same_file) {
+        mm.kernel.warn("__get_user_pages_locked",
+                       "FOLL_SAME_FILE was proposed (Apr 2023, v1-v3 of the vmas removal) but never merged; "
+                       "configure gup.foll_same_file=on to model it");
+        return -EINVAL;
+    }
     bool must_unlock = false;
     if (!*locked) {
         // mmap_read_lock_killable()
@@ -302,7 +317,9 @@ long __get_user_pages_locked(MmStruct& mm, vaddr_t start, unsigned long nr_pages
 
     long pages_done = 0;
     for (;;) {
-        long ret = __get_user_pages(mm, start, nr_pages, flags, pages, locked);
+        long ret = __get_user_pages(mm, start, nr_pages, flags, pages, locked, vmas);
+        // VMAs this thread got from vmas[] earlier are dangling once the lock is gone.
+        if (!*locked) vmas_lock_released(mm);
         if (!(flags & FOLL_UNLOCKABLE)) {
             // VM_FAULT_RETRY could not be returned.
             pages_done = ret;
@@ -337,6 +354,7 @@ long __get_user_pages_locked(MmStruct& mm, vaddr_t start, unsigned long nr_pages
             *locked = 1;
             ret = __get_user_pages(mm, start, 1, flags | FOLL_TRIED, pages, locked);
             if (*locked) break;
+            vmas_lock_released(mm);
         }
         if (ret != 1) {
             if (!pages_done) pages_done = ret;
@@ -350,6 +368,7 @@ long __get_user_pages_locked(MmStruct& mm, vaddr_t start, unsigned long nr_pages
     }
 done:
     if (must_unlock && *locked) {
+        vmas_lock_released(mm);
         mmap_read_unlock(mm);
         *locked = 0;
     }

@@ -41,15 +41,33 @@ FollowResult follow_page_mask(Vma& vma, vaddr_t addr, unsigned flags, unsigned l
 // unless NOWAIT), -EAGAIN (VM_FAULT_COMPLETED, *locked = 0), or an errno.
 int faultin_page(Vma& vma, vaddr_t addr, unsigned flags, bool unshare, int* locked);
 
+// FOLL_SAME_FILE: proposed by Lorenzo Stoakes (v1-v3 of "remove the vmas
+// parameter from GUP APIs", Apr 2023) so that io_uring could drop vmas[]; the
+// slow path fails (-EFAULT, from check_vma_flags()) unless every VMA of the
+// range has the first one's vm_file (NULL included). Jason Gunthorpe asked for
+// it to be refused by GUP-fast, which the fast path's allowed-flags set does;
+// it was dropped in v4 and never merged, so it only works with the config
+// switch gup.foll_same_file=on (otherwise: WARN and -EINVAL).
+// Its value is pinlab's own: the patch used 1 << 12, which FOLL_HONOR_NUMA_FAULT
+// took in v6.5; bit 31 lies beyond both the public FOLL_* enum (bits 0-12,
+// growing upwards) and mm/internal.h's internal flags (bits 16-22), so it can
+// collide with neither as they grow.
+inline constexpr unsigned FOLL_SAME_FILE = 1u << 31;
+
 // __get_user_pages(): caller holds mm's mmap_lock for read. Pages taken, or
 // (none taken) a negative errno or 0 when the lock was dropped.
+// `vmas` (kernels before v6.5): when given, vmas[i] is set to the VMA of each
+// page i taken (or skipped without a page); see src/gup/gup_vmas_tracker.h.
 long __get_user_pages(MmStruct& mm, vaddr_t start, unsigned long nr_pages, unsigned gup_flags, Page** pages,
-                      int* locked);
+                      int* locked, Vma** vmas = nullptr);
 
 // __get_user_pages_locked(): the lock dance. *locked == 0: take the lock
 // here; on return *locked says whether it is still held (the caller's lock
-// is dropped only with FOLL_UNLOCKABLE).
+// is dropped only with FOLL_UNLOCKABLE). `vmas` as for __get_user_pages();
+// the caller must not combine it with FOLL_UNLOCKABLE (is_valid_gup_args()
+// of v6.4 refuses that: a dropped lock invalidates the array). FOLL_SAME_FILE
+// without gup.foll_same_file=on: WARN and -EINVAL.
 long __get_user_pages_locked(MmStruct& mm, vaddr_t start, unsigned long nr_pages, Page** pages, int* locked,
-                             unsigned flags);
+                             unsigned flags, Vma** vmas = nullptr);
 
 }  // namespace pl

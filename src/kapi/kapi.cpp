@@ -11,6 +11,11 @@
 #include "fs/file.h"
 #include "fs/fs.h"
 #include "fs/inode.h"
+#include "gup/foll_flags.h"
+#include "gup/gup_vmas_tracker.h"
+#include "gup/longterm_pinnable.h"
+#include "gup/pin_accounting.h"
+#include "kapi/kapi_internal.h"
 #include "kernel/fork.h"
 #include "kernel/kernel.h"
 #include "kernel/task.h"
@@ -74,7 +79,21 @@ Kernel* kernel_of_page(const Page* p) {
     return nullptr;
 }
 
+// The kernel to account more pins to: the one holding the folio's pins, else
+// the one owning its frames.
+Kernel* pin_kernel_of(Folio* f) {
+    if (Kernel* k = gup_pinned_kernel(f)) return k;
+    return kernel_of_page(f->head());
+}
+
 }  // namespace
+
+// ---- shared with C entry points defined elsewhere (kapi/kapi_internal.h) ---------------
+namespace pl {
+Kernel* kapi_kernel_of_page(const Page* p) { return kernel_of_page(p); }
+void kapi_set_error(std::string what) { set_error(std::move(what)); }
+void kapi_clear_error() { clear_error(); }
+}  // namespace pl
 
 extern "C" {
 
@@ -106,6 +125,7 @@ void pl_kernel_free(pl_kernel* k) {
         std::lock_guard g(g_kernels_mu);
         std::erase(g_kernels, K(k));
     }
+    vmas_forget_kernel(*K(k));
     delete K(k);
 }
 
@@ -492,24 +512,84 @@ void set_page_dirty_lock(page* p) {
     folio_mark_dirty(f);
 }
 
+// ---- GUP helpers that need the page's kernel -------------------------------------------
+
+int page_maybe_dma_pinned(page* p) { return p && pl::page_folio(P(p))->maybe_dma_pinned(); }
+
+int folio_is_longterm_pinnable(folio* f) {
+    Kernel* k = f ? kernel_of_page(F(f)->head()) : nullptr;
+    if (!k) {
+        einval("folio_is_longterm_pinnable", "folio");
+        return 0;
+    }
+    clear_error();
+    return pl::folio_is_longterm_pinnable(*k->mem, F(f));
+}
+
+void folio_add_pin(folio* cf) {
+    if (!cf) return;
+    Folio* f = F(cf);
+    Kernel* k = pin_kernel_of(f);
+    if (!k || k->mem->is_zero_folio(f)) return;  // the zero page is never pinned
+    // Only for a folio the caller has pinned already (WARN_ON_ONCE upstream).
+    if (f->is_large() ? f->pincount() < 1 : f->ref_count() < GUP_PIN_COUNTING_BIAS)
+        k->warn("folio_add_pin", "folio is not pinned");
+    (void)try_grab_folio(*k, f, 1, FOLL_PIN);
+}
+
+int folio_add_pins(folio* cf, unsigned int pins) {
+    if (!cf) return static_cast<int>(einval("folio_add_pins", "folio"));
+    // More than _refcount can hold at GUP_PIN_COUNTING_BIAS per pin.
+    constexpr unsigned kMaxPins = (1u << 21) - 1;
+    if (pins > kMaxPins) return static_cast<int>(einval("folio_add_pins", "pins"));
+    Folio* f = F(cf);
+    Kernel* k = pin_kernel_of(f);
+    if (!k) return static_cast<int>(einval("folio_add_pins", "folio"));
+    if (!f->maybe_dma_pinned()) k->warn("folio_add_pins", "folio is not pinned");
+    Status s = try_grab_folio(*k, f, static_cast<int>(pins), FOLL_PIN);
+    return static_cast<int>(status_long("folio_add_pins", s));
+}
+
 void mmap_read_lock(mm_struct* mm) {
     if (mm) pl::mmap_read_lock(*M(mm));
 }
 void mmap_read_unlock(mm_struct* mm) {
-    if (mm) pl::mmap_read_unlock(*M(mm));
+    if (!mm) return;
+    vmas_lock_released(*M(mm));  // vmas[] this thread got under the lock now dangle
+    pl::mmap_read_unlock(*M(mm));
 }
 void mmap_write_lock(mm_struct* mm) {
     if (mm) pl::mmap_write_lock(*M(mm));
 }
 void mmap_write_unlock(mm_struct* mm) {
-    if (mm) pl::mmap_write_unlock(*M(mm));
+    if (!mm) return;
+    vmas_lock_released(*M(mm));
+    pl::mmap_write_unlock(*M(mm));
 }
 
 vm_area_struct* vma_lookup(mm_struct* mm, unsigned long addr) {
-    return mm ? reinterpret_cast<vm_area_struct*>(M(mm)->vma_lookup(addr)) : nullptr;
+    if (!mm) return nullptr;
+    Vma* v = M(mm)->vma_lookup(addr);
+    vmas_forget(v);  // a fresh pointer: no longer the stale vmas[] entry it may equal
+    return reinterpret_cast<vm_area_struct*>(v);
 }
-unsigned long pl_vma_start(vm_area_struct* v) { return v ? V(v)->start : 0; }
-unsigned long pl_vma_end(vm_area_struct* v) { return v ? V(v)->end : 0; }
-unsigned long pl_vma_flags(vm_area_struct* v) { return v ? V(v)->flags : 0; }
+
+// A VMA that vmas[] handed out (before v6.5) and whose mmap_lock hold has ended
+// may be freed memory: refuse it (WARN, 0, pl_last_error) without touching it.
+unsigned long pl_vma_start(vm_area_struct* v) {
+    std::string why;
+    if (!vmas_use_ok(v, "pl_vma_start", &why)) return set_error("pl_vma_start: " + why), 0;
+    return v ? V(v)->start : 0;
+}
+unsigned long pl_vma_end(vm_area_struct* v) {
+    std::string why;
+    if (!vmas_use_ok(v, "pl_vma_end", &why)) return set_error("pl_vma_end: " + why), 0;
+    return v ? V(v)->end : 0;
+}
+unsigned long pl_vma_flags(vm_area_struct* v) {
+    std::string why;
+    if (!vmas_use_ok(v, "pl_vma_flags", &why)) return set_error("pl_vma_flags: " + why), 0;
+    return v ? V(v)->flags : 0;
+}
 
 }  // extern "C"

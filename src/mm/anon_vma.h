@@ -20,6 +20,10 @@ class AnonVma {
 public:
     static AnonVma* create();
     void get() { refs_.fetch_add(1); }
+    // A reference on an anon_vma found through a folio (atomic_inc_not_zero()):
+    // false once the last VMA let go of it. Valid inside an RCU read section,
+    // which keeps a dead anon_vma's memory around (put() frees via call_rcu).
+    bool get_not_zero();
     void put();
 
     sync::Rwsem lock;

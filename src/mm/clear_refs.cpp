@@ -14,7 +14,7 @@ Status do_clear_refs(MmStruct& mm, int value) {
     sync::WriteGuard lock(mm.mmap_lock);
     if (value == 5) return ok_status();
     mm.for_each_vma([&](Vma& vma) {
-        if (value == 4) vma.flags &= ~VM_SOFTDIRTY;  // soft-dirty tracking armed
+        if (value == 4) vma_set_flags(vma, vma.flags & ~VM_SOFTDIRTY);  // soft-dirty tracking armed
         sync::SpinGuard g(mm.page_table_lock);
         mm.pgtable.for_each_leaf(vma.start, vma.end, [&](vaddr_t a, PtLevel level, entry_t* slot) {
             entry_t e = sync::load(*slot);

@@ -2,6 +2,7 @@
 // page, PMD splitting, folio splitting and MADV_COLLAPSE; plus the PMD/PUD
 // levels of the fault path that drivers' ->huge_fault plugs into
 // (upstream mm/huge_memory.c, mm/khugepaged.c and the huge parts of mm/memory.c).
+#include "base/sync/rcu.h"
 #include "fs/inode.h"
 #include "mm/anon_vma.h"
 #include "mm/internal.h"
@@ -371,14 +372,36 @@ Status collapse_huge_page(Vma& vma, vaddr_t haddr) {
     if (!nf) return Error(ENOMEM);
     Folio* newf = *nf;
 
+    // The reference counts checked below are final only once no GUP-fast walk
+    // can still take a reference through the old entries. As upstream, the
+    // PMD is cleared first (pmdp_collapse_flush()) and every walk that may
+    // have read it is waited for (tlb_remove_table_sync_one(): the model's
+    // walks are RCU readers): a pin such a walk took is counted, a later walk
+    // finds no table and falls back to the slow path, which waits for our
+    // mmap_lock. The anon_vma stays locked for write meanwhile, so that no
+    // rmap walk (remove_migration_ptes()) looks for entries while the table
+    // is detached.
+    sync::WriteGuard rmap_lock(vma.anon_vma->lock);
+    PtTable* t = nullptr;
+    {
+        sync::SpinGuard g(mm.page_table_lock);
+        entry_t e = sync::load(*pmd);
+        if (!is_table(e)) {
+            mem.folio_put(newf);
+            return Error(EAGAIN);
+        }
+        t = PageTable::table_of(e);
+        sync::store(*pmd, entry_t{0});
+    }
+    sync::synchronize_rcu();
+
     sync::SpinGuard g(mm.page_table_lock);
-    entry_t e = sync::load(*pmd);
-    if (!is_table(e)) {
+    auto give_up = [&] {
+        sync::store(*pmd, PageTable::mk_table_entry(t), sync::memory_order_release);
         mem.folio_put(newf);
         return Error(EAGAIN);
-    }
-    PtTable* t = PageTable::table_of(e);
-    // Recheck under the lock and copy.
+    };
+    // Recheck (__collapse_huge_page_isolate()) and copy.
     for (unsigned i = 0; i < PTRS_PER_TABLE; ++i) {
         entry_t pe = sync::load(t->e[i]);
         vaddr_t a = haddr + (uint64_t{i} << PAGE_SHIFT);
@@ -386,14 +409,10 @@ Status collapse_huge_page(Vma& vma, vaddr_t haddr) {
         Page* p = present(pe) ? vm_normal_page(vma, a, pe) : nullptr;
         if (!p) {
             if (present(pe) && mem.is_zero_pfn(pte::pfn(pe))) continue;
-            mem.folio_put(newf);
-            return Error(EAGAIN);
+            return give_up();
         }
         Folio* f = page_folio(p);
-        if (!f->is_anon() || f->ref_count() != f->mapcount()) {
-            mem.folio_put(newf);
-            return Error(EAGAIN);
-        }
+        if (!f->is_anon() || f->ref_count() != f->mapcount()) return give_up();
         mem.copy_page(newf->page(i), p);
     }
     // Tear down the old PTEs and put the PMD in place.
@@ -408,7 +427,6 @@ Status collapse_huge_page(Vma& vma, vaddr_t haddr) {
         account_rss(vma, f, -1);
         mem.folio_put(f);
     }
-    sync::store(*pmd, entry_t{0});
     PageTable::free_table_rcu(t);
     folio_add_new_anon_rmap(newf, vma, haddr, RmapLevel::Pmd, true);
     account_rss(vma, newf, static_cast<long>(newf->nr_pages()));

@@ -2,8 +2,10 @@
 #include <sys/mman.h>
 
 #include "pinlab/uapi.h"
+#include "gup/populate.h"
 #include "mm/internal.h"
 #include "mm/mmap.h"
+#include "mm/vma_merge.h"
 
 namespace pl {
 
@@ -32,24 +34,12 @@ bool known_advice(int advice) {
     }
 }
 
-// faultin_page_range() for MADV_POPULATE_(READ|WRITE): the fault-in part of
-// GUP with FOLL_MADV_POPULATE's error mapping.
-Status populate(MmStruct& mm, Vma& vma, vaddr_t a, vaddr_t b, bool write) {
-    if (vma.flags & (VM_IO | VM_PFNMAP)) return Error(EINVAL);
-    if (write ? !(vma.flags & VM_WRITE) : !(vma.flags & VM_READ)) return Error(EINVAL);
-    for (vaddr_t x = a; x < b; x += PAGE_SIZE) {
-        for (int tries = 0;; ++tries) {
-            PageTable::Leaf leaf = mm.pgtable.find_leaf(x);
-            bool ok = leaf.slot && pte::present(leaf.entry) && !(leaf.entry & pte::PROTNONE) &&
-                      (!write || pte::write(leaf.entry));
-            if (ok) break;
-            if (tries > 8) return Error(EFAULT);
-            vm_fault_t r = handle_mm_fault(vma, x, write ? FAULT_FLAG_WRITE : 0);
-            if (r & VM_FAULT_OOM) return Error(ENOMEM);
-            if (r & (VM_FAULT_HWPOISON | VM_FAULT_HWPOISON_LARGE)) return Error(EHWPOISON);
-            if (r & VM_FAULT_ERROR) return Error(EFAULT);
-        }
-    }
+// MADV_POPULATE_(READ|WRITE): madvise_populate() (src/gup/populate.cpp)
+// faults the whole range in through GUP, stopping at the first hole or error.
+// Caller holds the mmap_lock for read.
+Status populate(MmStruct& mm, vaddr_t start, vaddr_t end, bool write) {
+    int r = madvise_populate(mm, start, end, write ? PopulateAccess::Write : PopulateAccess::Read);
+    if (r) return Error(-r);
     return ok_status();
 }
 
@@ -58,7 +48,9 @@ Status set_vma_flags(MmStruct& mm, Vma*& vma, vaddr_t a, vaddr_t b, vm_flags_t s
     if (nf == vma->flags) return ok_status();
     PL_TRY(split_vma_range(mm, a, b));
     vma = mm.vma_lookup(a);
-    vma->flags = nf;
+    vma_set_flags(*vma, nf);
+    // madvise_update_vma() → vma_modify_flags(): merge back with neighbours.
+    vma = vma_merge_neighbours(mm, vma);
     return ok_status();
 }
 
@@ -102,9 +94,6 @@ Status madvise_vma(MmStruct& mm, Vma* vma, vaddr_t a, vaddr_t b, int advice) {
             if (!any) return Error(EINVAL);
             return last;
         }
-        case MADV_POPULATE_READ:
-        case MADV_POPULATE_WRITE:
-            return populate(mm, *vma, a, b, advice == MADV_POPULATE_WRITE);
         default:
             return Error(EINVAL);
     }
@@ -124,6 +113,12 @@ Status do_madvise(MmStruct& mm, vaddr_t start, uint64_t len_in, int advice) {
     bool write_lock = advice_needs_write_lock(advice);
     if (write_lock) mmap_write_lock(mm);
     else mmap_read_lock(mm);
+    if (advice == MADV_POPULATE_READ || advice == MADV_POPULATE_WRITE) {
+        // Not a per-VMA walk upstream either: madvise_populate() covers the range.
+        Status s = populate(mm, start, end, advice == MADV_POPULATE_WRITE);
+        mmap_read_unlock(mm);
+        return s;
+    }
     bool unmapped = false;
     Status result;
     vaddr_t cur = start;

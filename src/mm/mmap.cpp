@@ -6,6 +6,7 @@
 #include "fs/file.h"
 #include "fs/fs.h"
 #include "fs/inode.h"
+#include "gup/populate.h"
 #include "mm/anon_vma.h"
 #include "mm/internal.h"
 
@@ -60,6 +61,37 @@ void vma_destroy(MmStruct& mm, Vma* v) {
     auto owned = mm.remove_vma(v);
 }
 
+namespace {
+
+// vma_prepare()/vma_complete(): the VMA's i_mmap_rwsem, then its anon_vma
+// lock, held for write while its bounds change.
+class RmapWriteLocks {
+public:
+    explicit RmapWriteLocks(Vma& v) PL_NO_TSA
+        : mapping_(v.file ? &v.file->inode->mapping : nullptr), anon_vma_(v.anon_vma) {
+        if (mapping_) mapping_->i_mmap_rwsem.down_write();
+        if (anon_vma_) anon_vma_->lock.down_write();
+    }
+    ~RmapWriteLocks() PL_NO_TSA {
+        if (anon_vma_) anon_vma_->lock.up_write();
+        if (mapping_) mapping_->i_mmap_rwsem.up_write();
+    }
+    RmapWriteLocks(const RmapWriteLocks&) = delete;
+    RmapWriteLocks& operator=(const RmapWriteLocks&) = delete;
+
+private:
+    AddressSpace* mapping_;
+    AnonVma* anon_vma_;
+};
+
+}  // namespace
+
+void vma_set_flags(Vma& v, vm_flags_t flags) {
+    if (v.flags == flags) return;
+    RmapWriteLocks locks(v);
+    v.flags = flags;
+}
+
 Result<Vma*> split_vma(MmStruct& mm, Vma* vma, vaddr_t addr) {
     if (addr <= vma->start || addr >= vma->end) return vma;
     if (vma->ops) PL_TRY(vma->ops->may_split(*vma, addr));
@@ -72,7 +104,12 @@ Result<Vma*> split_vma(MmStruct& mm, Vma* vma, vaddr_t addr) {
     upper->pgoff = vma->pgoff_of(addr);
     upper->anon_vma = nullptr;
     upper->file = nullptr;
-    vma->end = addr;
+    // Rmap walkers (migration, unmap_mapping_range) run without the mmap_lock.
+    // As upstream (anon_vma_clone(), then vma_prepare()/vma_complete()), the
+    // upper part joins the anon_vma and i_mmap before the lower part shrinks,
+    // so every mapped page stays reachable through one of them (a walk may
+    // visit the overlap twice, which is harmless), and vm_end changes under
+    // the rmap locks the walkers read it under.
     Vma* u = mm.insert_vma(std::move(upper));
     if (vma->anon_vma) {
         vma->anon_vma->get();
@@ -81,6 +118,10 @@ Result<Vma*> split_vma(MmStruct& mm, Vma* vma, vaddr_t addr) {
     }
     u->file = vma->file;
     vma_link_file(*u);
+    {
+        RmapWriteLocks locks(*vma);
+        vma->end = addr;
+    }
     if (u->ops) u->ops->open(*u);
     return u;
 }
@@ -116,23 +157,12 @@ Status do_munmap(MmStruct& mm, vaddr_t start, uint64_t len) {
     return ok_status();
 }
 
-void populate_range(MmStruct& mm, vaddr_t start, vaddr_t end) {
-    for (vaddr_t a = start; a < end; a += PAGE_SIZE) {
-        Vma* v = mm.vma_lookup(a);
-        if (!v || (v->flags & (VM_IO | VM_PFNMAP))) continue;
-        if (!(v->flags & (VM_READ | VM_WRITE | VM_EXEC))) continue;
-        // populate_vma_page_range(): private writable mappings break COW now.
-        unsigned flags = ((v->flags & (VM_WRITE | VM_SHARED)) == VM_WRITE) ? FAULT_FLAG_WRITE : 0;
-        for (int tries = 0; tries < 4; ++tries) {
-            PageTable::Leaf leaf = mm.pgtable.find_leaf(a);
-            if (leaf.slot && pte::present(leaf.entry) && (!(flags & FAULT_FLAG_WRITE) || pte::write(leaf.entry))) break;
-            vm_fault_t r = handle_mm_fault(*v, a, flags);
-            if (r & VM_FAULT_ERROR) break;
-        }
-    }
-}
+namespace {
 
-Result<vaddr_t> do_mmap(MmStruct& mm, vaddr_t addr, uint64_t len, int prot, int flags, File* file, uint64_t off) {
+// do_mmap() proper, under the mmap_lock held for write. *populate: how much
+// to populate once the lock is released (vm_mmap_pgoff()'s mm_populate()).
+Result<vaddr_t> do_mmap_locked(MmStruct& mm, vaddr_t addr, uint64_t len, int prot, int flags, File* file, uint64_t off,
+                               uint64_t* populate) {
     Kernel& k = mm.kernel;
     if (len == 0) return Error(EINVAL);
     int type = flags & kMapType;
@@ -234,8 +264,18 @@ Result<vaddr_t> do_mmap(MmStruct& mm, vaddr_t addr, uint64_t len, int prot, int 
             return s.error();
         }
     }
-    if ((flags & MAP_POPULATE && !(flags & MAP_NONBLOCK)) || (vmf & VM_LOCKED)) populate_range(mm, start, start + len);
+    if ((flags & MAP_POPULATE && !(flags & MAP_NONBLOCK)) || (vmf & VM_LOCKED)) *populate = len;
     return start;
+}
+
+}  // namespace
+
+Result<vaddr_t> do_mmap(MmStruct& mm, vaddr_t addr, uint64_t len, int prot, int flags, File* file, uint64_t off) {
+    uint64_t populate = 0;
+    Result<vaddr_t> r = do_mmap_locked(mm, addr, len, prot, flags, file, off, &populate);
+    // MAP_POPULATE / MAP_LOCKED: __mm_populate() through GUP, errors ignored.
+    if (r && populate) mm_populate(mm, *r, populate);
+    return r;
 }
 
 }  // namespace pl

@@ -25,8 +25,9 @@ Status split_vma_range(MmStruct& mm, vaddr_t start, vaddr_t end);
 void vma_destroy(MmStruct& mm, Vma* v);  // close, unreserve, unlink anon/file, free
 void vma_link_file(Vma& v);              // takes a file reference, joins i_mmap
 void vma_unlink_file(Vma& v);
-// Faults in [start, end) as MAP_POPULATE does (errors ignored).
-void populate_range(MmStruct& mm, vaddr_t start, vaddr_t end);
+// vm_flags_reset() of a live VMA: under its rmap locks, which the rmap
+// walkers (migration, unmap_mapping_range) that read vm_flags hold.
+void vma_set_flags(Vma& v, vm_flags_t flags);
 vm_flags_t vm_flags_from_prot(int prot);
 
 }  // namespace pl

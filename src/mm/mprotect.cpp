@@ -3,6 +3,7 @@
 
 #include "mm/internal.h"
 #include "mm/mmap.h"
+#include "mm/vma_merge.h"
 
 namespace pl {
 
@@ -88,8 +89,11 @@ Status do_mprotect(MmStruct& mm, vaddr_t start, uint64_t len, int prot) {
             if (vma->is_hugetlb() && ((a | b) & (vma->huge_page_size() - 1))) return Error(EINVAL);
             PL_TRY(split_vma_range(mm, a, b));
             vma = mm.vma_lookup(a);
-            vma->flags = newflags;
+            vma_set_flags(*vma, newflags);
             change_protection(*vma, a, b);
+            // mprotect_fixup(): vma_modify_flags() merges the range back into
+            // neighbours it now matches (an mprotect() undone leaves one VMA).
+            vma_merge_neighbours(mm, vma);
         }
         next = b;
     }

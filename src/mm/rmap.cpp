@@ -2,6 +2,7 @@
 // (upstream mm/rmap.c).
 #include <algorithm>
 
+#include "base/sync/rcu.h"
 #include "fs/inode.h"
 #include "mm/anon_vma.h"
 #include "mm/internal.h"
@@ -16,8 +17,19 @@ using namespace pte;
 
 AnonVma* AnonVma::create() { return new AnonVma(); }
 
+bool AnonVma::get_not_zero() {
+    int v = refs_.load();
+    do {
+        if (v == 0) return false;
+    } while (!refs_.compare_exchange(v, v + 1));
+    return true;
+}
+
 void AnonVma::put() {
-    if (refs_.fetch_sub(1) == 1) delete this;
+    // SLAB_TYPESAFE_BY_RCU upstream: an rmap walk may have read this anon_vma
+    // from a folio it holds (folio->mapping outlives the VMAs) just as the last
+    // VMA lets go; its memory stays valid for that walk's RCU read section.
+    if (refs_.fetch_sub(1) == 1) sync::call_rcu([this] { delete this; });
 }
 
 void AnonVma::link(Vma* v) {
@@ -32,10 +44,22 @@ void AnonVma::unlink(Vma* v) {
 }
 
 Status anon_vma_prepare(Vma& vma) {
-    if (vma.anon_vma) return ok_status();
+    // Faults of one VMA run concurrently under the mmap_lock held for read,
+    // so, as upstream's __anon_vma_prepare(), the first one installs the
+    // anon_vma under the page_table_lock and a loser drops the one it made.
+    if (sync::load(vma.anon_vma, sync::memory_order_acquire)) return ok_status();
     AnonVma* av = AnonVma::create();
-    vma.anon_vma = av;  // the VMA's reference
-    av->link(&vma);
+    bool installed = false;
+    {
+        sync::WriteGuard ag(av->lock);
+        sync::SpinGuard g(vma.mm->page_table_lock);
+        if (!sync::load(vma.anon_vma, sync::memory_order_relaxed)) {
+            av->vmas.push_back(&vma);
+            sync::store(vma.anon_vma, av, sync::memory_order_release);  // the VMA's reference
+            installed = true;
+        }
+    }
+    if (!installed) av->put();
     return ok_status();
 }
 
@@ -169,8 +193,17 @@ Status folio_try_share_anon_rmap(Folio* folio, Page* page, RmapLevel level) {
 // ---------------------------------------------------------------------------
 
 void rmap_walk(Folio* folio, const std::function<bool(Vma&, vaddr_t)>& fn) {
-    if (AnonVma* av = folio->anon_vma()) {
-        av->get();
+    if (folio->is_anon()) {
+        // folio_get_anon_vma(): the caller's folio reference does not keep the
+        // anon_vma alive (munmap may have freed the last VMA holding it), so
+        // the reference is taken under RCU, and only if it is still live.
+        AnonVma* av = nullptr;
+        {
+            sync::RcuReadGuard rcu;
+            av = folio->anon_vma();
+            if (av && !av->get_not_zero()) av = nullptr;
+        }
+        if (!av) return;
         {
             sync::ReadGuard g(av->lock);
             pgoff_t idx = folio->index();

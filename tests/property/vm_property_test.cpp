@@ -242,6 +242,8 @@ private:
             auto it = t.pages.find(start + i * kPage);
             if (it == t.pages.end()) {
                 hole = true;
+                // madvise_populate() stops at the first hole (-ENOMEM).
+                if (advice == MADV_POPULATE_WRITE) break;
                 continue;
             }
             Slot& s = it->second;
