@@ -4,6 +4,7 @@
 // returns with the mmap_lock held even when the fault dropped it.
 #include <cerrno>
 
+#include "gup/gup_slow.h"
 #include "kernel/task.h"
 #include "mm/internal.h"
 #include "pinlab/kapi.h"
@@ -17,19 +18,6 @@ namespace {
 bool vma_permits_fault(const Vma& vma, unsigned fault_flags) {
     const vm_flags_t need = (fault_flags & FAULT_FLAG_WRITE) ? VM_WRITE : VM_READ;
     return vma.flags & need;
-}
-
-// vm_fault_to_errno() with no FOLL_* flags: poisoned pages read as -EFAULT.
-int vm_fault_to_errno(vm_fault_t ret) {
-    if (ret & VM_FAULT_OOM) return -ENOMEM;
-    if (ret & (VM_FAULT_HWPOISON | VM_FAULT_HWPOISON_LARGE)) return -EFAULT;
-    if (ret & (VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV)) return -EFAULT;
-    return 0;
-}
-
-bool fatal_signal_pending_current() {
-    Task* t = current();
-    return t && t->fatal_signal_pending();
 }
 
 }  // namespace
@@ -67,7 +55,7 @@ int fixup_user_fault(mm_struct* cmm, unsigned long address, unsigned int fault_f
             return 0;
         }
         if (ret & VM_FAULT_ERROR) {
-            if (int err = vm_fault_to_errno(ret)) return err;
+            if (int err = vm_fault_to_errno(ret, 0)) return err;
             mm.kernel.warn("fixup_user_fault", "VM_FAULT_ERROR without an errno");  // BUG() upstream
             return -EFAULT;
         }

@@ -36,6 +36,20 @@ inline constexpr unsigned FOLL_MADV_POPULATE = 1u << 22;
 inline constexpr unsigned INTERNAL_GUP_FLAGS = FOLL_TOUCH | FOLL_TRIED | FOLL_REMOTE | FOLL_PIN | FOLL_FAST_ONLY |
                                                FOLL_UNLOCKABLE | FOLL_MADV_POPULATE;
 
+// FOLL_SAME_FILE: proposed by Lorenzo Stoakes (v1-v3 of "remove the vmas
+// parameter from GUP APIs", Apr 2023) so that io_uring could drop vmas[]; the
+// slow path fails (-EFAULT, from check_vma_flags()) unless every VMA of the
+// range has the first one's vm_file (NULL included). Jason Gunthorpe asked for
+// it to be refused by GUP-fast, which the fast path's allowed-flags set does;
+// it was dropped in v4 and never merged, so it only works with the config
+// switch gup.foll_same_file=on (otherwise: WARN and -EINVAL).
+// Its value is pinlab's own: the patch used 1 << 12, which FOLL_HONOR_NUMA_FAULT
+// took in v6.5; bit 31 lies beyond both the public FOLL_* enum (bits 0-12,
+// growing upwards) and mm/internal.h's internal flags (bits 16-22), so it can
+// collide with neither as they grow.
+
+inline constexpr unsigned FOLL_SAME_FILE = 1u << 31;
+
 // Re-export (defined in mm/folio.h): a FOLL_PIN on a small folio adds this to _refcount.
 using pl::GUP_PIN_COUNTING_BIAS;
 

@@ -9,6 +9,7 @@
 // get_user_page_vma_remote() is upstream's inline helper of
 // include/linux/mm.h.
 #include <cerrno>
+#include <cstdio>
 
 #include "gup/foll_flags.h"
 #include "gup/gup_fast.h"
@@ -33,7 +34,12 @@ MmStruct* current_mm() {
 int gup_fast_fallback(unsigned long start, unsigned long nr_pages, unsigned gup_flags, Page** pages) {
     constexpr unsigned kFastFlags = FOLL_WRITE | FOLL_LONGTERM | FOLL_FORCE | FOLL_PIN | FOLL_GET | FOLL_FAST_ONLY |
                                     FOLL_NOFAULT | FOLL_PCI_P2PDMA | FOLL_HONOR_NUMA_FAULT;
-    if (gup_flags & ~kFastFlags) return -EINVAL;  // WARN_ON_ONCE upstream
+    if (gup_flags & ~kFastFlags) {  // WARN_ON_ONCE upstream
+        char why[96];
+        snprintf(why, sizeof why, "flags %#x outside the GUP-fast set (e.g. NOWAIT, ANON, DUMP)", gup_flags & ~kFastFlags);
+        gup_warn_current("gup_fast_fallback", why);
+        return -EINVAL;
+    }
     MmStruct* mm = current_mm();
     if (!mm) return -EFAULT;
     if (gup_flags & FOLL_PIN) mm_set_has_pinned_flag(*mm);

@@ -2,6 +2,7 @@
 #include "gup/gup_slow.h"
 
 #include <cerrno>
+#include <string>
 
 #include "gup/foll_flags.h"
 #include "gup/gup_vmas_tracker.h"
@@ -11,19 +12,28 @@
 
 namespace pl {
 
+void gup_warn_current(const char* where, const std::string& what) {
+    if (Task* t = current()) t->kernel.warn(where, what);
+}
+
 bool is_valid_gup_args(Page** pages, const int* locked, unsigned* gup_flags_p, unsigned to_set) {
     unsigned gup_flags = *gup_flags_p;
-    // Internal flags from a caller: WARN_ON_ONCE upstream.
-    if (gup_flags & INTERNAL_GUP_FLAGS) return false;
+    // Each refusal is a WARN_ON_ONCE upstream: a caller bug, not user input.
+    auto refuse = [](const char* why) {
+        gup_warn_current("is_valid_gup_args", why);
+        return false;
+    };
+    if (gup_flags & INTERNAL_GUP_FLAGS) return refuse("internal FOLL_* flag passed by the caller");
     gup_flags |= to_set;
     if (locked) {
-        if (*locked != 1) return false;
+        if (*locked != 1) return refuse("*locked != 1");
         gup_flags |= FOLL_UNLOCKABLE;
     }
-    if ((gup_flags & (FOLL_GET | FOLL_PIN)) == (FOLL_GET | FOLL_PIN)) return false;
-    if ((gup_flags & (FOLL_LONGTERM | FOLL_PIN)) == FOLL_LONGTERM) return false;
-    if (!pages && (gup_flags & (FOLL_GET | FOLL_PIN))) return false;
-    if ((gup_flags & FOLL_LONGTERM) && (gup_flags & FOLL_PCI_P2PDMA)) return false;
+    if ((gup_flags & (FOLL_GET | FOLL_PIN)) == (FOLL_GET | FOLL_PIN)) return refuse("FOLL_GET together with FOLL_PIN");
+    if ((gup_flags & (FOLL_LONGTERM | FOLL_PIN)) == FOLL_LONGTERM) return refuse("FOLL_LONGTERM without FOLL_PIN");
+    if (!pages && (gup_flags & (FOLL_GET | FOLL_PIN))) return refuse("FOLL_GET/FOLL_PIN without a pages array");
+    if ((gup_flags & FOLL_LONGTERM) && (gup_flags & FOLL_PCI_P2PDMA))
+        return refuse("FOLL_LONGTERM together with FOLL_PCI_P2PDMA");
     *gup_flags_p = gup_flags;
     return true;
 }
@@ -145,11 +155,23 @@ FollowResult follow_page_mask(Vma& vma, vaddr_t addr, unsigned flags, unsigned l
 
     Status s = try_grab_folio(k, page_folio(page), 1, flags);
     if (!s) return {nullptr, s.error().negative()};
+    if ((flags & FOLL_TOUCH) && !k.mem->is_zero_folio(page_folio(page))) {
+        if (huge_leaf) {
+            // touch_pmd()/touch_pud(): young, and dirty for a write.
+            pte::entry_t touched = pte::mkyoung(e);
+            if (flags & FOLL_WRITE) touched = pte::mkdirty(touched);
+            if (touched != e) sync::store(*leaf.slot, touched);
+        } else {
+            // follow_page_pte(): the folio, not the PTE, records the access
+            // (pte_mkyoung would race with the hardware setting dirty).
+            Folio* folio = page_folio(page);
+            if ((flags & FOLL_WRITE) && !pte::dirty(e) && !folio->is_dirty()) folio_mark_dirty(folio);
+            folio->set(PG_referenced);  // folio_mark_accessed()
+        }
+    }
     *page_mask = nr - 1;
     return {page, 0};
 }
-
-namespace {
 
 int vm_fault_to_errno(vm_fault_t ret, unsigned foll_flags) {
     if (ret & VM_FAULT_OOM) return -ENOMEM;
@@ -162,6 +184,8 @@ bool fatal_signal_pending_current() {
     Task* t = current();
     return t && t->fatal_signal_pending();
 }
+
+namespace {
 
 bool gup_signal_pending(unsigned flags) {
     Task* t = current();

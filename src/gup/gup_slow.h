@@ -1,10 +1,10 @@
 // pinlab — the GUP slow path: __get_user_pages() and friends (spec §1–§3).
-//
-// Not yet implemented here: the lockless GUP-fast walk (spec §4), FOLL_LONGTERM
-// migration of non-longterm-pinnable folios (__gup_longterm_locked's
-// check_and_migrate loop), frame vectors and per-era behaviour.
+// The lockless walk is gup_fast.h, the FOLL_LONGTERM loop gup_longterm.h.
 #pragma once
 
+#include <string>
+
+#include "gup/foll_flags.h"
 #include "kernel/kernel.h"
 #include "mm/folio.h"
 #include "mm/mm_struct.h"
@@ -17,7 +17,10 @@ namespace pl {
 // `locked` is given). False for: internal flags from the caller, *locked != 1,
 // GET together with PIN, LONGTERM without PIN, GET/PIN without pages,
 // LONGTERM with PCI_P2PDMA.
+// Each refusal is logged (WARN_ON_ONCE upstream) in the current task's kernel.
 bool is_valid_gup_args(Page** pages, const int* locked, unsigned* gup_flags, unsigned to_set);
+// WARN in the calling thread's current task's kernel (none: dropped).
+void gup_warn_current(const char* where, const std::string& what);
 
 // check_vma_flags(): 0 or a negative errno, in upstream order (spec §3).
 int check_vma_flags(const Vma& vma, unsigned gup_flags);
@@ -41,18 +44,11 @@ FollowResult follow_page_mask(Vma& vma, vaddr_t addr, unsigned flags, unsigned l
 // unless NOWAIT), -EAGAIN (VM_FAULT_COMPLETED, *locked = 0), or an errno.
 int faultin_page(Vma& vma, vaddr_t addr, unsigned flags, bool unshare, int* locked);
 
-// FOLL_SAME_FILE: proposed by Lorenzo Stoakes (v1-v3 of "remove the vmas
-// parameter from GUP APIs", Apr 2023) so that io_uring could drop vmas[]; the
-// slow path fails (-EFAULT, from check_vma_flags()) unless every VMA of the
-// range has the first one's vm_file (NULL included). Jason Gunthorpe asked for
-// it to be refused by GUP-fast, which the fast path's allowed-flags set does;
-// it was dropped in v4 and never merged, so it only works with the config
-// switch gup.foll_same_file=on (otherwise: WARN and -EINVAL).
-// Its value is pinlab's own: the patch used 1 << 12, which FOLL_HONOR_NUMA_FAULT
-// took in v6.5; bit 31 lies beyond both the public FOLL_* enum (bits 0-12,
-// growing upwards) and mm/internal.h's internal flags (bits 16-22), so it can
-// collide with neither as they grow.
-inline constexpr unsigned FOLL_SAME_FILE = 1u << 31;
+// vm_fault_to_errno(): a VM_FAULT_ERROR result as an errno (HWPOISON gives
+// -EHWPOISON only with FOLL_HWPOISON); 0 when no error bit is set.
+int vm_fault_to_errno(vm_fault_t ret, unsigned foll_flags);
+// fatal_signal_pending(current).
+bool fatal_signal_pending_current();
 
 // __get_user_pages(): caller holds mm's mmap_lock for read. Pages taken, or
 // (none taken) a negative errno or 0 when the lock was dropped.

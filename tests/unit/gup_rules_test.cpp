@@ -135,6 +135,48 @@ TEST_F(GupRules, FastPathPrechecks) {
     expect_balanced();
 }
 
+TEST_F(GupRules, InvalidArgumentsAreWarnedInDmesg) {
+    // §2: every is_valid_gup_args() refusal is a WARN_ON_ONCE upstream; the
+    // model logs it where pl_dmesg() shows it.
+    unsigned long a = map(kPage);
+    page* p[1] = {};
+    EXPECT_EQ(::get_user_pages_fast(a, 1, FOLL_LONGTERM, p), -EINVAL);
+    EXPECT_NE(std::string(pl_dmesg(k)).find("is_valid_gup_args: FOLL_LONGTERM without FOLL_PIN"), std::string::npos)
+        << pl_dmesg(k);
+    EXPECT_EQ(::pin_user_pages_fast(a, 1, FOLL_NOWAIT, p), -EINVAL);
+    EXPECT_NE(std::string(pl_dmesg(k)).find("gup_fast_fallback: flags 0x10 outside the GUP-fast set"),
+              std::string::npos)
+        << pl_dmesg(k);
+}
+
+TEST_F(GupRules, FollTouchMarksTheFolioAccessedAndDirty) {
+    // §2 FOLL_TOUCH (set by get_user_pages*, pin_user_pages_remote/_unlocked
+    // and the fast path's fallback; not by pin_user_pages()).
+    pl_file* f = file("ext4", 2 * kPage);
+    unsigned long a = map(t, 2 * kPage, PROT_READ | PROT_WRITE, MAP_SHARED, f);
+    ASSERT_EQ(pl_memset(t, a, 1, 2 * kPage), static_cast<long>(2 * kPage));
+    ASSERT_EQ(pl_fsync(f), 0);  // clean, and the PTEs clean and write-protected again
+    Folio* f0 = folio_at(t, a);
+    f0->clear(PG_referenced);
+    ASSERT_FALSE(f0->is_dirty());
+    page* p[1] = {};
+    mmap_read_lock(pl_task_mm(t));
+    ASSERT_EQ(::pin_user_pages(a, 1, 0, p), 1);
+    mmap_read_unlock(pl_task_mm(t));
+    EXPECT_FALSE(f0->test(PG_referenced)) << "pin_user_pages() sets no FOLL_TOUCH";
+    unpin_user_page(p[0]);
+    ASSERT_EQ(::get_user_pages_unlocked(a, 1, p, 0), 1);
+    EXPECT_TRUE(f0->test(PG_referenced)) << "folio_mark_accessed()";
+    EXPECT_FALSE(f0->is_dirty()) << "a read does not dirty";
+    put_page(p[0]);
+    ASSERT_EQ(::get_user_pages_unlocked(a, 1, p, FOLL_WRITE), 1);
+    // (The PTE was write-protected by writeback, so the write fault's
+    // page_mkwrite dirties it before FOLL_TOUCH looks.)
+    EXPECT_TRUE(f0->is_dirty()) << "a GUP write dirties the page-cache folio";
+    put_page(p[0]);
+    ASSERT_EQ(pl_fsync(f), 0);
+}
+
 // ---- §5 accounting per folio kind ----------------------------------------------------------
 
 class GupAccounting : public GupRules {
