@@ -1,6 +1,6 @@
 /*
  * pinlab — user-API constants the model accepts that older libc headers lack
- * (madvise advice values, MAP_HUGE_* encodings). Included by kapi.h; pinlab's
+ * (madvise advice values, mremap flags, MAP_HUGE_* encodings). Included by kapi.h; pinlab's
  * own sources include it too, so the values live in one place.
  */
 #ifndef PINLAB_UAPI_H
@@ -22,6 +22,22 @@
 #endif
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25
+#endif
+#ifndef MADV_DONTFORK
+#define MADV_DONTFORK 10
+#endif
+#ifndef MADV_DOFORK
+#define MADV_DOFORK 11
+#endif
+/* mremap() flags (<sys/mman.h> has them only with _GNU_SOURCE). */
+#ifndef MREMAP_MAYMOVE
+#define MREMAP_MAYMOVE 1
+#endif
+#ifndef MREMAP_FIXED
+#define MREMAP_FIXED 2
+#endif
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4
 #endif
 #ifndef MAP_HUGE_SHIFT
 #define MAP_HUGE_SHIFT 26

@@ -2,16 +2,7 @@
 #include "mm/anon_vma.h"
 #include "mm/internal.h"
 #include "mm/mmap.h"
-
-#ifndef MREMAP_MAYMOVE
-#define MREMAP_MAYMOVE 1
-#endif
-#ifndef MREMAP_FIXED
-#define MREMAP_FIXED 2
-#endif
-#ifndef MREMAP_DONTUNMAP
-#define MREMAP_DONTUNMAP 4
-#endif
+#include "pinlab/uapi.h"
 
 namespace pl {
 

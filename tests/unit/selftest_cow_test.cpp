@@ -26,19 +26,6 @@
 #include "fs/inode.h"
 #include "selftest_kernel_side.h"
 
-#ifndef MREMAP_MAYMOVE
-#define MREMAP_MAYMOVE 1
-#endif
-#ifndef MREMAP_FIXED
-#define MREMAP_FIXED 2
-#endif
-#ifndef MADV_DONTFORK
-#define MADV_DONTFORK 10
-#endif
-#ifndef MADV_DOFORK
-#define MADV_DOFORK 11
-#endif
-
 namespace pl::test {
 namespace {
 
