@@ -63,6 +63,43 @@ const char *pl_dmesg(struct pl_kernel *k);
 unsigned long pl_nr_free_pages(struct pl_kernel *k);
 unsigned long pl_nr_allocated_pages(struct pl_kernel *k);
 
+/* ---- pin tracker (seed 004) ------------------------------------------------
+ * Every GET and PIN taken through GUP is recorded with its owner, flags and
+ * step; misuse is reported in the kernel log (pl_dmesg() prints every report,
+ * one line each). Owner: the innermost pl::PinOwnerScope of the calling thread
+ * (a driver and its call site, e.g. "io_uring"), else the C GUP entry point
+ * ("pin_user_pages_fast"). Step: the kernel's count of GUP entry calls, from 1.
+ * Report kinds (stable names):
+ *   "warn"               a WARN of the model (Kernel::warn), no page
+ *   "put_page_on_pinned" put_page() on a page whose folio has outstanding pins
+ *                        while the reference ledger holds no reference besides
+ *                        the pins' own: the put can only be eating a pin (a put
+ *                        of a GET or get_page() reference on a folio someone
+ *                        else has pinned is legal and not reported); names the
+ *                        page and the pinning owner and step
+ *   "unpin_not_pinned"   unpin_user_page*() of a page with no pin (or one taken
+ *                        with FOLL_GET); nothing is released
+ *   "double_unpin"       unpin of a page whose pins were all released already,
+ *                        or of more pins than it holds; nothing is released
+ *   "leak"               pins still held when the last task exits or at
+ *                        pl_kernel_free(), one report per owner and folio; the
+ *                        frames are quarantined (never freed)
+ *   "pinned_page_moved"  a folio freed (its last reference put) while pinned
+ *   "dangling_vma"       a vmas[] entry used after the mmap_lock was dropped
+ *   "pfnmap_gup"         reserved: GUP refuses VM_PFNMAP/VM_IO, so unreachable
+ * The number of reports of `kind` (NULL: all). */
+int pl_warning_count(struct pl_kernel *k, const char *kind);
+/* The dmesg line of report `index` (0-based, in order), valid while the kernel
+ * lives; NULL past the end. */
+const char *pl_warning_text(struct pl_kernel *k, int index);
+/* Pins outstanding (recorded by the tracker, leaked ones included) that
+ * `owner` took; owner NULL: all of them (for pins of non-zero pages this is
+ * nr_foll_pin_acquired - nr_foll_pin_released, unless a pinned folio was freed:
+ * "pinned_page_moved" drops its records). -EINVAL if k is NULL. */
+long pl_pin_balance(struct pl_kernel *k, const char *owner);
+/* Frames held by quarantined (leaked) pins: never freed. */
+unsigned long pl_nr_quarantined_pages(struct pl_kernel *k);
+
 /* ---- tasks ---------------------------------------------------------------- */
 /* A new process with an empty address space. */
 struct task_struct *pl_task_new(struct pl_kernel *k);
@@ -222,6 +259,89 @@ unsigned long pl_vma_flags(struct vm_area_struct *vma);
 #define VM_MERGEABLE 0x80000000UL
 #endif /* PINLAB_INTERNAL */
 
+
+/* ==== drivers: io_uring and vfio (src/drivers/) ===============================
+ * Per-task memory-lock limit: RLIMIT_MEMLOCK in bytes (default 8 MiB, as
+ * upstream's MLOCK_LIMIT), charged by io_uring buffer registration (the
+ * user's locked_vm) and by vfio MAP_DMA (the mm's locked_vm); CAP_IPC_LOCK
+ * lifts it. pl_task_locked_vm() reads the two counters in pages. */
+int pl_task_set_rlimit_memlock(struct task_struct *t, unsigned long bytes);
+int pl_task_set_cap_ipc_lock(struct task_struct *t, int on);
+/* which: 0 = the mm's locked_vm (vfio), 1 = the user's locked_vm (io_uring). */
+unsigned long pl_task_locked_vm(struct task_struct *t, int which);
+
+/* io_uring fixed buffers (io_uring/rsrc.c, io_uring/memmap.c io_pin_pages()).
+ * A ring belongs to the task that set it up; calls run as that task. The
+ * way buffers are pinned follows the kernel's configuration:
+ *  - gup.foll_same_file=on (seed 002): pin_user_pages(FOLL_WRITE|
+ *    FOLL_LONGTERM|FOLL_SAME_FILE) under mmap_read_lock, then only the first
+ *    VMA is checked: file-backed, not shmem, not hugetlb → -EOPNOTSUPP; a
+ *    range over two files pins partially → -EFAULT;
+ *  - era v6.4 and earlier (rsrc.c of 2023): pin_user_pages() with the vmas[]
+ *    array under mmap_read_lock; VMAs of different files → -EINVAL;
+ *    file-backed, not shmem and not hugetlb → -EOPNOTSUPP;
+ *  - later eras: pin_user_pages_fast(FOLL_WRITE|FOLL_LONGTERM), all or
+ *    nothing (a partial pin is dropped: -EFAULT; GUP's own errors as they
+ *    are, e.g. -EFAULT for a shared ext4 mapping); era current also
+ *    coalesces a buffer backed by same-size large folios into one segment
+ *    per folio, keeping one pin per folio (io_coalesce_buffer()).
+ * pl_io_uring_setup: NULL (pl_last_error) for entries 0 or > 32768. A ring
+ * (or vfio container) left open when its task exits keeps its pins (the pin
+ * tracker reports them as leaked); closing it later drops them, and other
+ * calls return -ESRCH. */
+struct pl_io_uring;
+struct iovec;
+struct pl_io_uring *pl_io_uring_setup(struct task_struct *t, unsigned entries);
+/* Closing the ring: registered buffers are unregistered. */
+void pl_io_uring_exit(struct pl_io_uring *ring);
+/* IORING_REGISTER_BUFFERS: 0, -EBUSY (buffers already registered), -EINVAL
+ * (nr 0 or > 16384, NULL iov), -EFAULT (iov_len 0 or > 1 GiB with a base, a
+ * partial pin), -EOVERFLOW, -ENOMEM (RLIMIT_MEMLOCK), or the pin's error. A
+ * NULL base with length 0 registers a sparse slot. On error nothing stays
+ * registered. */
+int pl_io_uring_register_buffers(struct pl_io_uring *ring, const struct iovec *iov, unsigned nr);
+/* IORING_UNREGISTER_BUFFERS: 0 or -ENXIO when none are registered. Pages
+ * written by read_fixed are released dirty (unpin_user_pages_dirty_lock). */
+int pl_io_uring_unregister_buffers(struct pl_io_uring *ring);
+/* IORING_OP_WRITE_FIXED / READ_FIXED against `f` at `off`: [addr, addr+len)
+ * must lie inside registered buffer buf_index (else -EFAULT). The data move
+ * as the device's DMA: straight between the pinned frames and the file,
+ * never through the task's page tables. Bytes moved or -errno. */
+long pl_io_uring_write_fixed(struct pl_io_uring *ring, struct pl_file *f, unsigned buf_index, unsigned long addr,
+                             unsigned long len, unsigned long off);
+long pl_io_uring_read_fixed(struct pl_io_uring *ring, struct pl_file *f, unsigned buf_index, unsigned long addr,
+                            unsigned long len, unsigned long off);
+/* Inspection: segments (bio_vecs) of registered buffer buf_index, or -EINVAL;
+ * *seg_size (may be NULL) receives the segment size (1 << folio_shift). */
+int pl_io_uring_buffer_segments(struct pl_io_uring *ring, unsigned buf_index, unsigned long *seg_size);
+
+/* vfio type1 IOMMU (drivers/vfio/vfio_iommu_type1.c): a container per task;
+ * MAP_DMA pins the task's pages with pin_user_pages_remote(FOLL_LONGTERM
+ * [|FOLL_WRITE]) in batches; VM_IO|VM_PFNMAP VMAs fall back to
+ * follow_fault_pfn() (raw PFNs, no reference; RAM pfns are still charged
+ * unless reserved). Pages charged to the mm's locked_vm. */
+#ifndef VFIO_DMA_MAP_FLAG_READ
+#define VFIO_DMA_MAP_FLAG_READ (1U << 0)
+#define VFIO_DMA_MAP_FLAG_WRITE (1U << 1)
+#endif
+struct pl_vfio_container;
+struct pl_vfio_container *pl_vfio_open(struct task_struct *t);
+/* Closing the container unmaps everything. */
+void pl_vfio_close(struct pl_vfio_container *c);
+/* VFIO_IOMMU_MAP_DMA: 0, -EINVAL (size 0, iova/vaddr/size not page aligned,
+ * no READ|WRITE, unknown flags, overflow), -EEXIST (overlaps a mapping),
+ * -ENOMEM (RLIMIT_MEMLOCK), -EFAULT (nothing pinnable). On error nothing of
+ * the range stays mapped or pinned. */
+int pl_vfio_map_dma(struct pl_vfio_container *c, unsigned long iova, unsigned long vaddr, unsigned long size,
+                    unsigned flags);
+/* VFIO_IOMMU_UNMAP_DMA: the bytes unmapped (the mappings wholly inside
+ * [iova, iova+size)), or -EINVAL (misaligned, or the range splits a mapping). */
+long pl_vfio_unmap_dma(struct pl_vfio_container *c, unsigned long iova, unsigned long size);
+/* Device DMA through the IOMMU: bytes or -EFAULT (unmapped iova, or a write
+ * to a mapping without WRITE). A write dirties the pages at unmap. */
+long pl_vfio_dma_read(struct pl_vfio_container *c, unsigned long iova, void *buf, unsigned long len);
+long pl_vfio_dma_write(struct pl_vfio_container *c, unsigned long iova, const void *buf, unsigned long len);
+/* ==== end of drivers: io_uring and vfio ====================================== */
 
 /* ==== GUP: get_user_pages() / pin_user_pages() (src/gup/) ====================
  * FOLL_* flags: the public ones, current upstream values (the internal ones

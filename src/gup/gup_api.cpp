@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdio>
 
+#include "debug/pin_tracker.h"
 #include "gup/foll_flags.h"
 #include "gup/gup_fast.h"
 #include "gup/gup_longterm.h"
@@ -64,18 +65,21 @@ int gup_fast_fallback(unsigned long start, unsigned long nr_pages, unsigned gup_
 extern "C" {
 
 int get_user_pages_fast(unsigned long start, int nr_pages, unsigned int gup_flags, page** pages) {
+    GupCallScope owner("get_user_pages_fast");  // the pin tracker's default owner
     if (!is_valid_gup_args(PP(pages), nullptr, &gup_flags, FOLL_GET)) return -EINVAL;
     // A negative count sign-extends into an overflowing length (-EOVERFLOW).
     return gup_fast_fallback(start, static_cast<unsigned long>(static_cast<long>(nr_pages)), gup_flags, PP(pages));
 }
 
 int pin_user_pages_fast(unsigned long start, int nr_pages, unsigned int gup_flags, page** pages) {
+    GupCallScope owner("pin_user_pages_fast");  // the pin tracker's default owner
     if (!is_valid_gup_args(PP(pages), nullptr, &gup_flags, FOLL_PIN)) return -EINVAL;
     // A negative count sign-extends into an overflowing length (-EOVERFLOW).
     return gup_fast_fallback(start, static_cast<unsigned long>(static_cast<long>(nr_pages)), gup_flags, PP(pages));
 }
 
 int get_user_pages_fast_only(unsigned long start, int nr_pages, unsigned int gup_flags, page** pages) {
+    GupCallScope owner("get_user_pages_fast_only");  // the pin tracker's default owner
     // FOLL_GET: GUP-fast always takes references. FOLL_FAST_ONLY: no slow
     // path, hence no mmap_lock and no fault, whatever the walk stops at.
     if (!is_valid_gup_args(PP(pages), nullptr, &gup_flags, FOLL_GET | FOLL_FAST_ONLY)) return -EINVAL;
@@ -83,6 +87,7 @@ int get_user_pages_fast_only(unsigned long start, int nr_pages, unsigned int gup
 }
 
 page* get_user_page_vma_remote(mm_struct* cmm, unsigned long addr, int gup_flags, vm_area_struct** vmap) {
+    GupCallScope owner("get_user_page_vma_remote");  // the pin tracker's default owner
     if (!cmm || !vmap) return static_cast<page*>(ERR_PTR(-EINVAL));
     MmStruct& mm = *reinterpret_cast<MmStruct*>(cmm);
     // get_user_pages_remote() may return 0 only with FOLL_NOWAIT.
@@ -111,6 +116,7 @@ page* get_user_page_vma_remote(mm_struct* cmm, unsigned long addr, int gup_flags
 
 
 long get_user_pages(unsigned long start, unsigned long nr_pages, unsigned int gup_flags, page** pages) {
+    GupCallScope owner("get_user_pages");  // the pin tracker's default owner
     int locked = 1;
     if (!is_valid_gup_args(PP(pages), nullptr, &gup_flags, FOLL_TOUCH)) return -EINVAL;
     MmStruct* mm = current_mm();
@@ -120,6 +126,7 @@ long get_user_pages(unsigned long start, unsigned long nr_pages, unsigned int gu
 
 long get_user_pages_remote(mm_struct* mm, unsigned long start, unsigned long nr_pages, unsigned int gup_flags,
                            page** pages, int* locked) {
+    GupCallScope owner("get_user_pages_remote");  // the pin tracker's default owner
     int local_locked = 1;
     if (!mm) return -EINVAL;
     if (!is_valid_gup_args(PP(pages), locked, &gup_flags, FOLL_TOUCH | FOLL_REMOTE)) return -EINVAL;
@@ -128,6 +135,7 @@ long get_user_pages_remote(mm_struct* mm, unsigned long start, unsigned long nr_
 }
 
 long get_user_pages_unlocked(unsigned long start, unsigned long nr_pages, page** pages, unsigned int gup_flags) {
+    GupCallScope owner("get_user_pages_unlocked");  // the pin tracker's default owner
     int locked = 0;
     if (!is_valid_gup_args(PP(pages), nullptr, &gup_flags, FOLL_TOUCH | FOLL_UNLOCKABLE)) return -EINVAL;
     MmStruct* mm = current_mm();
@@ -136,6 +144,7 @@ long get_user_pages_unlocked(unsigned long start, unsigned long nr_pages, page**
 }
 
 long pin_user_pages(unsigned long start, unsigned long nr_pages, unsigned int gup_flags, page** pages) {
+    GupCallScope owner("pin_user_pages");  // the pin tracker's default owner
     int locked = 1;
     // Upstream quirk: invalid arguments give 0, not -EINVAL.
     if (!is_valid_gup_args(PP(pages), nullptr, &gup_flags, FOLL_PIN)) return 0;
@@ -146,6 +155,7 @@ long pin_user_pages(unsigned long start, unsigned long nr_pages, unsigned int gu
 
 long pin_user_pages_remote(mm_struct* mm, unsigned long start, unsigned long nr_pages, unsigned int gup_flags,
                            page** pages, int* locked) {
+    GupCallScope owner("pin_user_pages_remote");  // the pin tracker's default owner
     int local_locked = 1;
     if (!mm) return 0;
     if (!is_valid_gup_args(PP(pages), locked, &gup_flags, FOLL_PIN | FOLL_TOUCH | FOLL_REMOTE)) return 0;
@@ -154,6 +164,7 @@ long pin_user_pages_remote(mm_struct* mm, unsigned long start, unsigned long nr_
 }
 
 long pin_user_pages_unlocked(unsigned long start, unsigned long nr_pages, page** pages, unsigned int gup_flags) {
+    GupCallScope owner("pin_user_pages_unlocked");  // the pin tracker's default owner
     int locked = 0;
     if (!is_valid_gup_args(PP(pages), nullptr, &gup_flags, FOLL_PIN | FOLL_TOUCH | FOLL_UNLOCKABLE)) return 0;
     MmStruct* mm = current_mm();

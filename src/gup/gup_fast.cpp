@@ -35,9 +35,11 @@ struct Walk {
 // file folios that need dirty tracking (only shmem is fine); small folios are
 // checked for secretmem. The mapping is read once; the RCU section keeps it
 // alive.
-bool folio_allowed(const Folio* folio, unsigned flags) {
+bool folio_allowed(const Folio* folio, unsigned flags, bool era_v6_5) {
     if (folio->is_hugetlb()) return true;
-    bool reject_file_backed = (flags & (FOLL_PIN | FOLL_LONGTERM | FOLL_WRITE)) == (FOLL_PIN | FOLL_LONGTERM | FOLL_WRITE);
+    // The file-backed rule came with writable_file_mapping_allowed() in v6.5.
+    bool reject_file_backed = (flags & (FOLL_PIN | FOLL_LONGTERM | FOLL_WRITE)) == (FOLL_PIN | FOLL_LONGTERM | FOLL_WRITE) &&
+                              era_v6_5;
     bool check_secretmem = !folio->is_large();
     if (!reject_file_backed && !check_secretmem) return true;
     uintptr_t raw = folio->raw_mapping();
@@ -105,7 +107,7 @@ bool record_leaf_pages(Walk& w, pfn_t pfn, vaddr_t addr, vaddr_t end, uint64_t s
         ungrab(w, folio, refs);
         return false;
     }
-    if (!folio_allowed(folio, w.flags)) {
+    if (!folio_allowed(folio, w.flags, w.k.cfg.era_at_least(Era::v6_5))) {
         ungrab(w, folio, refs);
         return false;
     }
@@ -167,7 +169,7 @@ bool walk_range(Walk& w, const MmStruct& mm, vaddr_t addr, vaddr_t end) {
                 ungrab(w, folio, 1);
                 return false;
             }
-            if (!folio_allowed(folio, w.flags) || (!write(pte) && must_unshare_fast(folio, page, w.flags))) {
+            if (!folio_allowed(folio, w.flags, w.k.cfg.era_at_least(Era::v6_5)) || (!write(pte) && must_unshare_fast(folio, page, w.flags))) {
                 ungrab(w, folio, 1);
                 return false;
             }

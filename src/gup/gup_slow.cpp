@@ -51,8 +51,9 @@ int check_vma_flags(const Vma& vma, unsigned gup_flags) {
     if (write) {
         // writable_file_mapping_allowed(): no long-term writable pins of
         // file pages that need dirty tracking.
+        // Lorenzo Stoakes' series, v6.5: before it such pins were allowed.
         if (!vma_anon && (gup_flags & (FOLL_PIN | FOLL_LONGTERM)) == (FOLL_PIN | FOLL_LONGTERM) &&
-            vma.needs_dirty_tracking())
+            vma.mm->kernel.cfg.era_at_least(Era::v6_5) && vma.needs_dirty_tracking())
             return -EFAULT;
         if (!(vm_flags & VM_WRITE)) {
             if (!(gup_flags & FOLL_FORCE)) return -EFAULT;

@@ -133,7 +133,11 @@ bool vmas_use_ok(const void* vma, const char* fn, std::string* why) {
                "while the caller holds the mmap_lock; the VMA may since have been unmapped and freed; the vmas "
                "parameter was removed in v6.5)";
     }
-    k->warn(fn, what);
+    KernelReport rep;  // the pin tracker's "dangling_vma" (same dmesg line as a WARN)
+    rep.kind = "dangling_vma";
+    rep.where = fn;
+    rep.message = what;
+    k->report(std::move(rep));
     if (why) *why = what;
     return false;
 }

@@ -1,53 +1,19 @@
 // pinlab — GUP reference accounting and the unpin_* API (spec §5).
 #include "gup/pin_accounting.h"
 
-#include <mutex>
-#include <unordered_map>
-
+#include "debug/pin_tracker.h"
 #include "gup/foll_flags.h"
+#include "kapi/kapi_internal.h"
 #include "mm/internal.h"
 #include "mm/mm_struct.h"
 #include "pinlab/kapi.h"
 
 namespace pl {
 
-namespace {
-
-// struct page does not record its kernel; PINs are tracked here (folio →
-// kernel, outstanding pinned subpages) so that unpin_user_page(page) finds
-// the kernel to release into. GET references are released by put_page(),
-// which finds the kernel through the C API's own registry.
-struct PinTracker {
-    std::mutex mu;
-    struct Entry {
-        Kernel* k;
-        long pins;
-    };
-    std::unordered_map<const Folio*, Entry> map;
-};
-
-PinTracker& tracker() {
-    static PinTracker t;
-    return t;
-}
-
-void track_pin(Kernel& k, const Folio* f, long refs) {
-    auto& t = tracker();
-    std::lock_guard g(t.mu);
-    auto [it, inserted] = t.map.try_emplace(f, PinTracker::Entry{&k, 0});
-    if (!inserted) it->second.k = &k;
-    it->second.pins += refs;
-    if (it->second.pins <= 0) t.map.erase(it);
-}
-
-}  // namespace
-
-Kernel* gup_pinned_kernel(const Folio* folio) {
-    auto& t = tracker();
-    std::lock_guard g(t.mu);
-    auto it = t.map.find(folio);
-    return it == t.map.end() ? nullptr : it->second.k;
-}
+// struct page does not record its kernel; the pin tracker
+// (src/debug/pin_tracker.cpp) records who holds each PIN and GET, so that
+// unpin_user_page(page) finds the kernel to release into.
+Kernel* gup_pinned_kernel(const Folio* folio) { return pin_track_kernel(folio); }
 
 void mm_set_has_pinned_flag(MmStruct& mm) {
     if (!mm.test_flag(MMF_HAS_PINNED)) mm.set_flag(MMF_HAS_PINNED);
@@ -56,15 +22,17 @@ void mm_set_has_pinned_flag(MmStruct& mm) {
 Status try_grab_folio(Kernel& k, Folio* folio, int refs, unsigned flags) {
     if (refs <= 0) return {};
     if (folio->ref_count() <= 0) return Error{ENOMEM};  // WARN_ON_ONCE upstream
+    if (!(flags & (FOLL_GET | FOLL_PIN))) return {};
+    // The tracker's record and the ledger change together (put_page()'s check).
+    PinTrackLock track(folio);
     if (flags & FOLL_GET) {
         folio->ref_add(refs);
         k.ref_note(folio, refs);
-    } else if (flags & FOLL_PIN) {
-        // The zero page is never pinned: no reference, no statistics.
-        if (k.mem->is_zero_folio(folio)) {
-            track_pin(k, folio, refs);
-            return {};
-        }
+        pin_track_grab_locked(k, folio, refs, flags);
+        return {};
+    }
+    // The zero page is never pinned: no reference, no statistics.
+    if (!k.mem->is_zero_folio(folio)) {
         if (folio->is_large()) {
             folio->ref_add(refs);
             folio->pincount_add(refs);
@@ -74,27 +42,32 @@ Status try_grab_folio(Kernel& k, Folio* folio, int refs, unsigned flags) {
             k.ref_note(folio, static_cast<long>(refs) * GUP_PIN_COUNTING_BIAS);
         }
         k.vmstat.add(Vmstat::nr_foll_pin_acquired, refs);
-        track_pin(k, folio, refs);
     }
+    pin_track_grab_locked(k, folio, refs, flags);
     return {};
 }
 
 void gup_put_folio(Kernel& k, Folio* folio, int refs, unsigned flags) {
     if (refs <= 0) return;
-    if (flags & FOLL_PIN) {
-        track_pin(k, folio, -refs);
-        if (k.mem->is_zero_folio(folio)) return;
-        k.vmstat.add(Vmstat::nr_foll_pin_released, refs);
-        if (folio->is_large()) {
-            folio->pincount_add(-refs);
-            k.ref_note(folio, -refs);
+    {
+        PinTrackLock track(folio);
+        // A PIN the tracker does not hold is reported there and not released.
+        if (!pin_track_release_locked(&k, folio, nullptr, refs, flags)) return;
+        if (flags & FOLL_PIN) {
+            if (k.mem->is_zero_folio(folio)) return;
+            k.vmstat.add(Vmstat::nr_foll_pin_released, refs);
+            if (folio->is_large()) {
+                folio->pincount_add(-refs);
+                k.ref_note(folio, -refs);
+            } else {
+                k.ref_note(folio, -static_cast<long>(refs) * GUP_PIN_COUNTING_BIAS);
+                refs *= GUP_PIN_COUNTING_BIAS;
+            }
         } else {
-            k.ref_note(folio, -static_cast<long>(refs) * GUP_PIN_COUNTING_BIAS);
-            refs *= GUP_PIN_COUNTING_BIAS;
+            k.ref_note(folio, -refs);
         }
-    } else {
-        k.ref_note(folio, -refs);
     }
+    // Outside the tracker's lock: freeing takes model locks.
     k.mem->folio_put_refs(folio, refs);
 }
 
@@ -106,10 +79,13 @@ namespace {
 
 Page* P(page* p) { return reinterpret_cast<Page*>(p); }
 
-// Drops `refs` pins of the folio `p` belongs to.
+// Drops `refs` pins of the folio `p` belongs to. Unpinning what is not pinned
+// is reported by the pin tracker ("unpin_not_pinned", "double_unpin") and
+// releases nothing.
 void unpin_refs(Folio* f, int refs) {
     Kernel* k = gup_pinned_kernel(f);
-    if (!k) return;  // WARN upstream: not pinned through GUP
+    if (!k) k = kapi_kernel_of_page(f->head());
+    if (!k) return;
     gup_put_folio(*k, f, refs, FOLL_PIN);
 }
 

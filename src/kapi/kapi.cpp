@@ -7,6 +7,7 @@
 #include <string>
 
 #include "debug/invariants.h"
+#include "debug/pin_tracker.h"
 #include "drivers/devices.h"
 #include "fs/file.h"
 #include "fs/fs.h"
@@ -125,7 +126,10 @@ void pl_kernel_free(pl_kernel* k) {
         std::lock_guard g(g_kernels_mu);
         std::erase(g_kernels, K(k));
     }
+    // The end of the run: pins still held leak (each reported once).
+    pin_track_leak_scan(*K(k), "pl_kernel_free");
     vmas_forget_kernel(*K(k));
+    pin_track_forget_kernel(*K(k));
     delete K(k);
 }
 
@@ -153,6 +157,25 @@ unsigned long pl_vmstat(pl_kernel* k, const char* name) {
     }
     return static_cast<unsigned long>(v);
 }
+
+int pl_warning_count(pl_kernel* k, const char* kind) {
+    if (!k) return static_cast<int>(einval("pl_warning_count", "k"));
+    clear_error();
+    return static_cast<int>(K(k)->nr_reports(kind));
+}
+
+const char* pl_warning_text(pl_kernel* k, int index) {
+    if (!k || index < 0) return nullptr;
+    return K(k)->report_text(static_cast<size_t>(index));
+}
+
+long pl_pin_balance(pl_kernel* k, const char* owner) {
+    if (!k) return einval("pl_pin_balance", "k");
+    clear_error();
+    return pin_track_balance(*K(k), owner);
+}
+
+unsigned long pl_nr_quarantined_pages(pl_kernel* k) { return k ? pin_track_quarantined_pages(*K(k)) : 0; }
 
 const char* pl_dmesg(pl_kernel* k) {
     static thread_local std::string buf;
@@ -197,7 +220,10 @@ void pl_exit(task_struct* t) {
     if (!t) return;
     Task* task = T(t);
     exit_task_mm(task);
-    task->kernel.task_free(task);
+    Kernel& kern = task->kernel;
+    kern.task_free(task);
+    // The last task gone, no user is left to unpin: what is still pinned leaked.
+    if (kern.tasks().empty()) pin_track_leak_scan(kern, "exit");
 }
 
 void pl_set_current(task_struct* t) { set_current(T(t)); }
@@ -498,7 +524,13 @@ void put_page(page* p) {
     Folio* f = pl::page_folio(P(p));
     Kernel* k = kernel_of_page(P(p));
     if (!k) return;
-    k->ref_note(f, -1);
+    {
+        // The pin tracker checks that this put has a reference to drop other
+        // than a PIN's ("put_page_on_pinned"); it proceeds as upstream would.
+        PinTrackLock track(f);
+        pin_track_put_page_locked(*k, f, P(p));
+        k->ref_note(f, -1);
+    }
     k->mem->folio_put(f);
 }
 

@@ -1,6 +1,7 @@
 #include "kernel/kernel.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "base/sync/rcu.h"
 #include "fs/inode.h"
@@ -117,25 +118,59 @@ std::vector<std::pair<const Folio*, long>> Kernel::ref_ledger_snapshot() const {
 }
 
 void Kernel::warn(const char* where, const std::string& what) {
+    KernelReport r;
+    r.kind = "warn";
+    r.where = where;
+    r.message = what;
+    report(std::move(r));
+}
+
+void Kernel::report(KernelReport r) {
+    if (r.kind == "warn" || r.kind == "dangling_vma") {
+        r.text = "WARNING: " + r.where + ": " + r.message;
+    } else {
+        char buf[96];
+        std::snprintf(buf, sizeof buf, " [pfn %#lx flags %#x step %llu]", r.pfn, r.flags,
+                      static_cast<unsigned long long>(r.step));
+        r.text = "WARNING: " + r.where + ": " + r.kind + ": " + r.message + " (owner " +
+                 (r.owner.empty() ? std::string("?") : r.owner) + ")" + buf;
+    }
     // Bounded: a runaway caller cannot grow the log without limit.
     constexpr size_t kMaxLines = 4096;
     std::lock_guard g(log_mu_);
-    if (log_.size() < kMaxLines)
-        log_.push_back(std::string("WARNING: ") + where + ": " + what);
-    else if (log_.size() == kMaxLines)
-        log_.push_back("WARNING: further warnings suppressed");
+    if (log_.size() < kMaxLines) {
+        log_.push_back(std::move(r));
+    } else if (log_.size() == kMaxLines) {
+        KernelReport s;
+        s.kind = "warn";
+        s.text = "WARNING: further warnings suppressed";
+        log_.push_back(std::move(s));
+    }
 }
 
 std::string Kernel::dmesg() const {
     std::lock_guard g(log_mu_);
     std::string out;
-    for (const auto& l : log_) out += l + "\n";
+    for (const auto& l : log_) out += l.text + "\n";
     return out;
 }
 
 size_t Kernel::nr_warnings() const {
     std::lock_guard g(log_mu_);
     return log_.size();
+}
+
+size_t Kernel::nr_reports(const char* kind) const {
+    std::lock_guard g(log_mu_);
+    if (!kind) return log_.size();
+    size_t n = 0;
+    for (const auto& l : log_) n += l.kind == kind;
+    return n;
+}
+
+const char* Kernel::report_text(size_t i) const {
+    std::lock_guard g(log_mu_);
+    return i < log_.size() ? log_[i].text.c_str() : nullptr;
 }
 
 }  // namespace pl

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <deque>
 #include <list>
 #include <unordered_map>
 #include <memory>
@@ -23,6 +24,20 @@ class Task;
 class Inode;
 class File;
 class MmStruct;
+
+// One structured report of the kernel log: a WARN of the model (kind "warn")
+// or a pin tracker finding (src/debug/pin_tracker.h; kinds documented in
+// include/pinlab/kapi.h). `text` is the dmesg line.
+struct KernelReport {
+    std::string kind;
+    std::string where;  // the kernel function that reported
+    unsigned long pfn = 0;
+    std::string owner;
+    unsigned flags = 0;
+    uint64_t step = 0;
+    std::string message;
+    std::string text;
+};
 
 class Kernel {
 public:
@@ -69,8 +84,17 @@ public:
     // API called in an era that lacks it) is logged here, one line each, and
     // read back with pl_dmesg(). `where` names the kernel function that warned.
     void warn(const char* where, const std::string& what);
+    // Any report (warn() is report() of kind "warn"); fills r.text.
+    void report(KernelReport r);
     std::string dmesg() const;
     size_t nr_warnings() const;
+    // Reports of `kind` (nullptr: all).
+    size_t nr_reports(const char* kind) const;
+    // The dmesg line of report `i`, stable while the kernel lives; null past the end.
+    const char* report_text(size_t i) const;
+
+    // The step of the pin tracker: GUP entry calls made so far (GupCallScope).
+    uint64_t next_gup_step() { return gup_steps_.fetch_add(1) + 1; }
 
 private:
     explicit Kernel(const Config& cfg);
@@ -81,13 +105,14 @@ private:
     static constexpr size_t kLedgerShards = 16;
     std::array<LedgerShard, kLedgerShards> ledger_;
     mutable std::mutex log_mu_;  // guards log_ (not a model lock)
-    std::vector<std::string> log_;
+    std::deque<KernelReport> log_;  // a deque: report_text() pointers stay valid
     mutable std::mutex mu_;  // guards the registries below (not a model lock)
     std::list<std::unique_ptr<Task>> tasks_;
     std::vector<Inode*> inodes_;
     std::vector<MmStruct*> mms_;
     int next_pid_ = 1;
     sync::Atomic<uint64_t> ids_{0};
+    sync::Atomic<uint64_t> gup_steps_{0};
 };
 
 }  // namespace pl

@@ -1,5 +1,9 @@
 #include "kernel/task.h"
 
+#include <cerrno>
+
+#include "kernel/kernel.h"
+
 namespace pl {
 
 namespace {
@@ -8,6 +12,27 @@ thread_local Task* t_current = nullptr;
 
 Task::Task(Kernel& k, int p, MmStruct* m) : kernel(k), pid(p), mm(m) {}
 Task::~Task() = default;
+
+int task_account_locked(Task& t, sync::Atomic<unsigned long>& counter, long delta) {
+    if (delta <= 0) {
+        counter.fetch_sub(static_cast<unsigned long>(-delta));
+        return 0;
+    }
+    const unsigned long limit = t.rlimit_memlock.load() >> 12;  // bytes → pages
+    unsigned long cur = counter.load();
+    for (;;) {
+        const unsigned long want = cur + static_cast<unsigned long>(delta);
+        if (!t.cap_ipc_lock.load() && want > limit) return -ENOMEM;
+        if (counter.compare_exchange(cur, want)) return 0;
+    }
+}
+
+bool task_alive(Kernel& k, const Task* t) {
+    if (!t) return false;
+    for (Task* x : k.tasks())
+        if (x == t) return true;
+    return false;
+}
 
 Task* current() { return t_current; }
 void set_current(Task* t) { t_current = t; }

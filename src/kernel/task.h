@@ -27,7 +27,28 @@ public:
     sync::Atomic<bool> other_signal{false};
     bool fatal_signal_pending() const { return fatal_signal.load(); }
     bool signal_pending() const { return fatal_signal.load() || other_signal.load(); }
+
+    // RLIMIT_MEMLOCK (bytes) and the counters charged against it by the
+    // drivers that pin for long: io_uring charges the user (user->locked_vm,
+    // __io_account_mem()), vfio type1 the mm (mm->locked_vm, vfio_lock_acct()).
+    // The model has one user per task and one task per mm, so both live here.
+    // The default is upstream's MLOCK_LIMIT (8 MiB since v5.16); CAP_IPC_LOCK
+    // (off) lifts the limit, as capable(CAP_IPC_LOCK) does for both drivers.
+    static constexpr unsigned long kDefaultMemlock = 8UL << 20;
+    sync::Atomic<unsigned long> rlimit_memlock{kDefaultMemlock};
+    sync::Atomic<bool> cap_ipc_lock{false};
+    sync::Atomic<unsigned long> user_locked_vm{0};  // pages (io_uring)
+    sync::Atomic<unsigned long> locked_vm{0};       // pages (vfio type1)
 };
+
+// Charges `delta` pages (negative: uncharges) to `counter` of `t`, refusing
+// with -ENOMEM a charge that would pass RLIMIT_MEMLOCK unless the task has
+// CAP_IPC_LOCK (__io_account_mem(), vfio_lock_acct()). 0 on success.
+int task_account_locked(Task& t, sync::Atomic<unsigned long>& counter, long delta);
+
+// t is still one of k's tasks (drivers whose objects may outlive their task,
+// when a caller closes them after exit, check before touching it).
+bool task_alive(Kernel& k, const Task* t);
 
 // `current`: the task whose mm this thread's non-remote calls use.
 Task* current();

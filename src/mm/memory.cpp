@@ -213,19 +213,29 @@ vm_fault_t do_wp_page(FaultCtx& f, entry_t* slot, entry_t orig) {
         return wp_page_shared(f, slot, orig, page);
     }
     if (page) {
-        Folio* folio = page_folio(page);
-        if (folio->is_anon() && (PageAnonExclusive(page) || wp_can_reuse_anon_folio(folio))) {
+        Folio* folio = nullptr;
+        {
+            // Upstream decides under the PTE lock, and so must we: `orig` was
+            // read without it, so its page may have been migrated and freed
+            // meanwhile (a reference taken on it now would revive a free
+            // folio), and the reuse decision must see the reference a racing
+            // copy takes: otherwise an unshare can reuse the page and pin it
+            // exclusively while that copy, past its own check, replaces it
+            // under the pin (the R/O entry does not change on reuse).
             sync::SpinGuard g(f.mm.page_table_lock);
-            if (sync::load(*slot) != orig) return 0;
-            if (!PageAnonExclusive(page)) SetPageAnonExclusive(page);
-            if (f.unshare()) return 0;
-            // wp_page_reuse()
-            sync::store(*slot, maybe_mkwrite(vma, mkyoung(mkdirty(orig))));
-            return 0;
+            if (sync::load(*slot) != orig) return 0;  // changed: the fault is retried
+            folio = page_folio(page);
+            if (folio->is_anon() && (PageAnonExclusive(page) || wp_can_reuse_anon_folio(folio))) {
+                if (!PageAnonExclusive(page)) SetPageAnonExclusive(page);
+                if (f.unshare()) return 0;
+                // wp_page_reuse()
+                sync::store(*slot, maybe_mkwrite(vma, mkyoung(mkdirty(orig))));
+                return 0;
+            }
+            // A page-cache page in a private mapping: only a longterm R/O pin
+            // unshares it; a write copies it.
+            folio->ref_add(1);  // folio_get(): keep it alive across the copy
         }
-        // A page-cache page in a private mapping: only a longterm R/O pin
-        // unshares it; a write copies it.
-        folio->ref_add(1);  // keep it alive across the copy
         vm_fault_t r = wp_page_copy(f, slot, orig, page);
         mem_of(vma).folio_put(folio);
         return r;

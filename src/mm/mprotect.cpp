@@ -46,9 +46,14 @@ void change_protection(Vma& vma, vaddr_t start, vaddr_t end) {
         }
         entry_t e = sync::load(*leaf.slot);
         if (!present(e)) {
-            // A writable migration entry becomes a readable one.
-            if (!writable && swp_type(e) == SwpType::MigrationWrite)
-                sync::store(*leaf.slot, (e & ~(0xfULL << 1)) | (static_cast<entry_t>(SwpType::MigrationRead) << 1));
+            // A writable migration entry becomes a readable one; an anonymous
+            // page stays exclusive (make_readable_exclusive_migration_entry()),
+            // or a migration racing this mprotect() would map it back shared.
+            if (!writable && swp_type(e) == SwpType::MigrationWrite) {
+                Page* mp = mem_of(vma).pfn_to_page(pte::pfn(e));
+                SwpType t = mp && page_folio(mp)->is_anon() ? SwpType::MigrationReadExclusive : SwpType::MigrationRead;
+                sync::store(*leaf.slot, (e & ~(0xfULL << 1)) | (static_cast<entry_t>(t) << 1));
+            }
             a = at + span;
             continue;
         }

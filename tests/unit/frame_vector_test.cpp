@@ -150,6 +150,7 @@ struct PfnRow {
 };
 
 TEST_F(FrameVector, PfnmapDevicePerEra) {
+    allow_reports("warn");  // the VM_IO era's WARN, checked below
     constexpr unsigned kN = 4;
     const PfnRow rows[] = {
         {"v4.8", true, false, "v4.2: a VM_IO|VM_PFNMAP VMA is walked with follow_pfn()"},
@@ -318,6 +319,7 @@ TEST_F(FrameVector, PagesAndPfnsRoundTripAndPutStillReleases) {
 }
 
 TEST_F(FrameVector, BadArgumentsAreRefusedNotFollowed) {
+    expect_reports("warn");  // each bad argument WARNs
     // frame_vector_create(): WARN_ON_ONCE(nr_frames == 0) and the overflow guard.
     EXPECT_EQ(frame_vector_create(0), nullptr);
     EXPECT_EQ(frame_vector_create(0x7fffffffu), nullptr);
@@ -348,6 +350,7 @@ TEST_F(FrameVector, BadArgumentsAreRefusedNotFollowed) {
 }
 
 TEST_F(FrameVector, DestroyWithoutPutWarnsAndLeaks) {
+    expect_reports("warn");  // frame_vector_destroy() WARNs
     // frame_vector_destroy(): VM_BUG_ON(vec->nr_frames > 0). The pins stay
     // (as upstream without CONFIG_DEBUG_VM); the test drops them itself.
     unsigned long a = anon(1);

@@ -103,6 +103,7 @@ struct PupRow {
 };
 
 TEST_F(GupEra, PutUserPagesExistOnlyInV53ToV55) {
+    allow_reports("warn");  // eras without put_user_page*() WARN
     const PupRow rows[] = {
         {"v4.8", false, "arrived in v5.2", "v4.8 has no put_user_page*() (fc1d8e7cca2d is v5.2): put_page()"},
         {"v5.3", true, "", "v5.3 mm/gup.c: put_user_pages() = put_page() on each page (GET refs)"},
@@ -163,6 +164,7 @@ TEST_F(GupEra, PutUserPagesDirtyLockReleasesAndDirtiesInV53) {
 }
 
 TEST_F(GupEra, PutUserPagesDirtyLockWarnsAndLeavesPagesInCurrentEra) {
+    expect_reports("warn");
     // era=current: the function does not exist — WARN, no dirtying, nothing
     // released; the caller's put_page() then balances what GUP took.
     pl_file* f = file("ext4", 2 * kPage);
@@ -218,6 +220,7 @@ TEST_F(GupEra, VmasFilledPerPageAcrossTwoVmas) {
 }
 
 TEST_F(GupEra, VmasWithLockedIsInvalidInV64) {
+    allow_reports("warn");
     // v6.4 is_valid_gup_args(): "if (WARN_ON_ONCE(vmas && (gup_flags &
     // FOLL_UNLOCKABLE))) return false" — `locked` lets GUP drop the lock.
     reboot_with("era=v6.4");
@@ -245,6 +248,7 @@ struct VmasEraRow {
 };
 
 TEST_F(GupEra, VmasParameterRemovedInV65) {
+    allow_reports("warn");
     const VmasEraRow rows[] = {
         {"v4.8", true, "the array is as old as GUP"},
         {"v5.10", true, "v5.10 get_user_pages(start, nr, flags, pages, vmas)"},
@@ -289,6 +293,7 @@ TEST_F(GupEra, VmasParameterRemovedInV65) {
 //      of dangling pointers if access after release of mmap_lock was attempted")
 
 TEST_F(GupEra, DanglingVmaAfterUnlockIsReported) {
+    allow_reports("dangling_vma");
     reboot_with("era=v6.4");
     unsigned long a = anon(1);
     page* p[1] = {};
@@ -320,6 +325,7 @@ TEST_F(GupEra, DanglingVmaAfterUnlockIsReported) {
 }
 
 TEST_F(GupEra, DanglingVmaAfterMunmapIsReportedWithoutTouchingIt) {
+    allow_reports("dangling_vma");
     // The real bug: the VMA is freed. Under ASan any read of it would abort
     // the test; the accessors must decide from their records alone.
     reboot_with("era=v6.4");
@@ -345,6 +351,7 @@ TEST_F(GupEra, DanglingVmaAfterMunmapIsReportedWithoutTouchingIt) {
 }
 
 TEST_F(GupEra, DanglingVmaAfterGupDroppedTheLock) {
+    allow_reports("dangling_vma");
     // __get_user_pages_locked(): a fault that returns VM_FAULT_RETRY drops the
     // mmap_lock (*locked = 0); VMAs this thread got earlier are gone with it.
     reboot_with("era=v6.4");
@@ -458,6 +465,7 @@ TEST_F(GupEra, SameFileSlowPathNeedsOneVmFile) {
 }
 
 TEST_F(GupEra, SameFileRefusedByTheFastPath) {
+    allow_reports("warn");
     // Jason Gunthorpe on v1 (ZD1GGiHBOj1mRDu4@nvidia.com): "it needs to be
     // rejected in internal_get_user_pages_fast()" — outside its allowed set.
     for (const char* sw : {"gup.foll_same_file=on", "gup.foll_same_file=off"}) {
@@ -472,6 +480,7 @@ TEST_F(GupEra, SameFileRefusedByTheFastPath) {
 }
 
 TEST_F(GupEra, SameFileWithTheSwitchOffWarnsAndFails) {
+    expect_reports("warn");
     // Never merged (dropped in v4 of the series): a kernel without the switch
     // does not know the flag.
     unsigned long a = anon(2);

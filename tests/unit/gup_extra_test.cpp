@@ -169,6 +169,7 @@ struct FastOnlyArgRow {
 };
 
 TEST_F(GupExtra, FastOnlyArgumentRules) {
+    expect_reports("warn");  // the invalid flag combinations WARN
     unsigned long a = map_anon(2 * kPage);
     touch(a, 2);
     const FastOnlyArgRow rows[] = {
@@ -216,6 +217,7 @@ struct VmaRemoteRow {
 };
 
 TEST_F(GupExtra, GetUserPageVmaRemote) {
+    expect_reports("warn");
     const VmaRemoteRow rows[] = {
         {"include/linux/mm.h: one page plus its VMA",
          [](GupExtra& s) {
@@ -278,6 +280,7 @@ struct FixupErrRow {
 };
 
 TEST_F(GupExtra, FixupUserFaultErrors) {
+    expect_reports("warn");
     const FixupErrRow rows[] = {
         {"fixup_user_fault(): no VMA → -EFAULT",
          [](GupExtra& s) {
@@ -607,6 +610,7 @@ TEST_F(GupExtra, MemfdPinFoliosMigratesOutOfZoneMovable) {
 }
 
 TEST_F(GupExtra, FolioPinHelpers) {
+    expect_reports("warn", 1);  // folio_add_pin() on an unpinned folio
     pl_file* f = file("memfd", kPage);
     folio* fo[2] = {};
     unsigned long off = 0;

@@ -175,6 +175,29 @@ TEST_F(GupLongterm, ReadOnlyLongtermPinOfPrivateFilePageUnsharesInstead) {
     expect_balanced();
 }
 
+TEST_F(GupLongterm, SharedFileWritePinsWereAllowedBeforeV6_5) {
+    // writable_file_mapping_allowed() and gup_fast_folio_allowed() came with
+    // Lorenzo Stoakes' series in v6.5; a v6.4 kernel pins shared ext4 R/W
+    // long-term (the bug class the series closed), a current one refuses.
+    for (const char* cfg : {"era=v6.4 ram=256M hugetlb_2m=0 hugetlb_1g=0", "ram=256M hugetlb_2m=0 hugetlb_1g=0"}) {
+        SCOPED_TRACE(cfg);
+        reboot(cfg);
+        pl_set_current(t);
+        const bool v6_4 = std::string(cfg).find("v6.4") != std::string::npos;
+        unsigned long a = map_file("ext4", kPage, PROT_READ | PROT_WRITE, MAP_SHARED);
+        put_str(t, a, "ext4");
+        page* p = nullptr;
+        EXPECT_EQ(pin(a, 1, FOLL_WRITE | FOLL_LONGTERM, &p), v6_4 ? 1 : -EFAULT);
+        if (v6_4) unpin_user_page(p);
+        EXPECT_EQ(::pin_user_pages_fast(a, 1, FOLL_WRITE | FOLL_LONGTERM, &p), v6_4 ? 1 : -EFAULT);
+        if (v6_4) {
+            EXPECT_EQ(pl_vmstat(k, "gup_fast_pages"), 1u) << "and GUP-fast took it locklessly";
+            unpin_user_page(p);
+        }
+        expect_balanced();
+    }
+}
+
 TEST_F(GupLongterm, ShortTermPinsDoNotMigrate) {
     unsigned long a = map(2 * kPage);
     ASSERT_EQ(pl_memset(t, a, 1, 2 * kPage), static_cast<long>(2 * kPage));

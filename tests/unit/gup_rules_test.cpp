@@ -136,6 +136,7 @@ TEST_F(GupRules, FastPathPrechecks) {
 }
 
 TEST_F(GupRules, InvalidArgumentsAreWarnedInDmesg) {
+    expect_reports("warn", 2);
     // §2: every is_valid_gup_args() refusal is a WARN_ON_ONCE upstream; the
     // model logs it where pl_dmesg() shows it.
     unsigned long a = map(kPage);

@@ -67,6 +67,7 @@ struct ArgRow {
 };
 
 TEST_F(GupSlow, InvalidArgumentsPerApi) {
+    expect_reports("warn");  // every invalid combination WARNs
     unsigned long a = map(4 * kPage);
     const ArgRow rows[] = {
         {"§2 internal FOLL_PIN from a caller", FOLL_PIN, true, false, -EINVAL, 0},
@@ -438,6 +439,7 @@ protected:
 // The lockless walk is not implemented yet: these check the argument rules
 // of gup_fast_fallback() (§1, §2) and the slow-path fallback.
 TEST_F(GupFastFallback, FlagRulesAndSlowFallback) {
+    expect_reports("warn");
     unsigned long a = map(t, 4 * kPage);
     page* p[4] = {};
     EXPECT_EQ(::pin_user_pages_fast(a, 1, FOLL_NOWAIT, p), -EINVAL) << "§2: NOWAIT rejected by the fast path";

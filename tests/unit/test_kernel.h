@@ -3,7 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -17,9 +19,45 @@ namespace pl::test {
 inline constexpr unsigned long kPage = 4096;
 
 // One simulated machine and a first task. Every test ends with the full
-// invariant check and, once everything is torn down, with no frame leaked.
+// invariant check, with no report of the kernel log (pl_warning_count) that
+// the test did not declare with expect_reports(), and, once everything is
+// torn down, with no frame leaked (frames quarantined by leaked pins excepted
+// when the test expected "leak" reports).
 class KernelTest : public ::testing::Test {
+public:
+    // Report kinds of include/pinlab/kapi.h's pin tracker block.
+    static constexpr const char* kReportKinds[] = {"warn",          "put_page_on_pinned", "unpin_not_pinned",
+                                                   "double_unpin",  "leak",               "pinned_page_moved",
+                                                   "dangling_vma",  "pfnmap_gup"};
+    static constexpr int kAtLeastOne = -1;
+
 protected:
+    // Declares that this test raises `n` reports of `kind` by teardown
+    // (kAtLeastOne: one or more). Calls add up.
+    void expect_reports(const char* kind, int n = kAtLeastOne) {
+        int& want = expected_reports[kind];
+        want = (n < 0 || want < 0) ? kAtLeastOne : want + n;
+    }
+    // Allows any number of reports of `kind` (none included) on every kernel
+    // this test boots: for tests that reboot across eras and check their
+    // pl_dmesg() lines themselves.
+    void allow_reports(const char* kind) { allowed_reports.push_back(kind); }
+    void check_reports() {
+        int total = 0;
+        for (const char* kind : kReportKinds) {
+            const int got = pl_warning_count(k, kind);
+            total += got;
+            if (std::find(allowed_reports.begin(), allowed_reports.end(), kind) != allowed_reports.end()) continue;
+            auto it = expected_reports.find(kind);
+            const int want = it == expected_reports.end() ? 0 : it->second;
+            if (want < 0)
+                EXPECT_GE(got, 1) << "expected reports of kind " << kind << "; dmesg:\n" << pl_dmesg(k);
+            else
+                EXPECT_EQ(got, want) << "reports of kind " << kind << "; dmesg:\n" << pl_dmesg(k);
+        }
+        EXPECT_EQ(pl_warning_count(k, nullptr), total) << "reports of an unknown kind; dmesg:\n" << pl_dmesg(k);
+    }
+
     void boot(const char* config = "ram=512M hugetlb_2m=8 hugetlb_1g=0") {
         k = pl_kernel_new(config);
         ASSERT_NE(k, nullptr) << pl_last_error();
@@ -34,9 +72,16 @@ protected:
         for (Task* task : kern().tasks()) pl_exit(reinterpret_cast<task_struct*>(task));
         for (pl_file* f : files) pl_file_put(f);
         EXPECT_EQ(pl_kernel_check(k), 0) << pl_last_error();
-        EXPECT_EQ(pl_nr_allocated_pages(k), baseline) << "frames leaked";
+        check_reports();
+        // Leaked pins keep their frames for good (quarantine), when expected.
+        const bool leaks_expected =
+            expected_reports.count("leak") ||
+            std::find(allowed_reports.begin(), allowed_reports.end(), "leak") != allowed_reports.end();
+        const unsigned long quarantined = leaks_expected ? pl_nr_quarantined_pages(k) : 0;
+        EXPECT_EQ(pl_nr_allocated_pages(k), baseline + quarantined) << "frames leaked";
         pl_kernel_free(k);
         k = nullptr;
+        expected_reports.clear();
     }
     void reboot(const char* config) {
         TearDown();
@@ -89,6 +134,8 @@ protected:
     task_struct* t = nullptr;
     unsigned long baseline = 0;
     std::vector<pl_file*> files;
+    std::map<std::string, int> expected_reports;  // per kernel (cleared by TearDown)
+    std::vector<std::string> allowed_reports;      // for the whole test
 };
 
 }  // namespace pl::test

@@ -1,0 +1,106 @@
+// pinlab — the pin tracker: who holds each GUP reference, and reports when one
+// is released by the wrong call (seed 004, issue 4).
+//
+// Upstream has only the global balance nr_foll_pin_acquired ==
+// nr_foll_pin_released and, in John Hubbard's never-merged
+// CONFIG_DEBUG_GET_USER_PAGES_REFERENCES, a page_ext pin counter that made
+// __put_page() WARN on a pinned page. The model goes further, always on:
+// every GET and PIN that try_grab_folio() takes is recorded per folio with
+// its owner (the innermost PinOwnerScope of the calling thread, else the C
+// GUP entry point), flags and step, and misuse is reported through
+// Kernel::report() with a short stable kind (see include/pinlab/kapi.h).
+//
+// Bookkeeping of the model, not of the modelled kernel: a folio-sharded map
+// under plain std::mutex, like Kernel's reference ledger.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace pl {
+
+class Kernel;
+class Folio;
+struct Page;
+
+// The owner of the references a thread takes while it is alive: a driver
+// and its call site ("io_uring", "io_pin_pages"), or a test or scenario
+// line. Strings must outlive every record made under the scope (literals).
+// Scopes nest; the innermost one names the owner.
+class PinOwnerScope {
+public:
+    PinOwnerScope(const char* owner, const char* site);
+    ~PinOwnerScope();
+    PinOwnerScope(const PinOwnerScope&) = delete;
+    PinOwnerScope& operator=(const PinOwnerScope&) = delete;
+
+    const char* owner() const { return owner_; }
+    const char* site() const { return site_; }
+
+private:
+    const char* owner_;
+    const char* site_;
+    PinOwnerScope* prev_;
+};
+
+// Set by each C GUP entry point (pin_user_pages_fast() ...): the default owner
+// when no PinOwnerScope is active, and the call's step (the kernel's count of
+// GUP entry calls, starting at 1). The outermost entry call decides.
+class GupCallScope {
+public:
+    explicit GupCallScope(const char* entry);
+    ~GupCallScope();
+    GupCallScope(const GupCallScope&) = delete;
+    GupCallScope& operator=(const GupCallScope&) = delete;
+
+private:
+    bool outer_;
+};
+
+// --- hooks (src/gup/pin_accounting.cpp, src/kapi/kapi.cpp) --------------------
+
+// Serialises the tracker's record of one folio with the ledger updates of a
+// PIN, so that put_page()'s check sees the two consistently.
+class PinTrackLock {
+public:
+    explicit PinTrackLock(const Folio* f);
+    ~PinTrackLock();
+    PinTrackLock(const PinTrackLock&) = delete;
+    PinTrackLock& operator=(const PinTrackLock&) = delete;
+
+private:
+    size_t shard_;
+};
+
+// Under PinTrackLock: a GET (flags & FOLL_GET) or PIN of `refs` was taken.
+void pin_track_grab_locked(Kernel& k, const Folio* f, int refs, unsigned flags);
+// Under PinTrackLock: `refs` GET/PIN references released through GUP's own
+// release (gup_put_folio()). Returns false, and reports, when PINs are
+// released that the tracker does not hold ("unpin_not_pinned"/"double_unpin");
+// the caller then releases nothing.
+bool pin_track_release_locked(Kernel* k, const Folio* f, const Page* page, int refs, unsigned flags);
+// The kernel holding PINs on `f` (null if none).
+Kernel* pin_track_kernel(const Folio* f);
+// Outstanding PINs on `f` recorded by the tracker.
+long pin_track_pins(const Folio* f);
+
+// C put_page() of `page` in kernel `k` is about to drop one reference; call
+// with PinTrackLock held. Reports "put_page_on_pinned" when the folio has
+// outstanding PINs and the reference ledger holds no reference besides the
+// PINs' own (so the put can only be eating a pin), and "pinned_page_moved"
+// when the put would free a folio that still has PINs.
+void pin_track_put_page_locked(Kernel& k, const Folio* f, const Page* page);
+
+// Leaked pins: every PIN still recorded for `k` is reported ("leak", naming
+// its owner) once and quarantined: its reference is kept, so the frame is
+// never reused. `when` says which event found it ("exit", "pl_kernel_free").
+void pin_track_leak_scan(Kernel& k, const char* when);
+// Frames held by quarantined (leaked) pins of `k`.
+unsigned long pin_track_quarantined_pages(Kernel& k);
+// Outstanding PINs of `k` recorded for `owner` (an owner scope's owner or a
+// GUP entry point's name); owner == nullptr: all of them.
+long pin_track_balance(Kernel& k, const char* owner);
+// Drops every record of `k` (the kernel is going away).
+void pin_track_forget_kernel(Kernel& k);
+
+}  // namespace pl
