@@ -2,6 +2,7 @@
 // vector helpers, each era running the implementation it had (frame_vector.h;
 // upstream mm/frame_vector.c @04769cb1c45a and earlier,
 // drivers/media/common/videobuf2/frame_vector.c @037dd1308c6d).
+#include "debug/pin_tracker.h"
 #include "gup/frame_vector.h"
 
 #include <cerrno>
@@ -300,6 +301,7 @@ void frame_vector_destroy(frame_vector* vec) {
 }
 
 int get_vaddr_frames(unsigned long start, unsigned int nr_frames, bool write, frame_vector* vec) {
+    GupCallScope owner("get_vaddr_frames");  // the pin tracker's default owner
     VecState st;
     if (!vec || !lookup(vec, "get_vaddr_frames", &st)) return -EINVAL;
     if (nr_frames == 0) return 0;

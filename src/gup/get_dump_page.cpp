@@ -9,6 +9,7 @@
 // keeps it; 0 = taken and released here.
 #include <cerrno>
 
+#include "debug/pin_tracker.h"
 #include "gup/foll_flags.h"
 #include "gup/gup_slow.h"
 #include "kernel/task.h"
@@ -19,6 +20,7 @@ using namespace pl;
 extern "C" {
 
 page* get_dump_page(unsigned long addr, int* locked) {
+    GupCallScope owner("get_dump_page");  // the pin tracker's default owner
     Task* t = current();
     if (!t || !t->mm || !locked) return nullptr;
     Page* p = nullptr;

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "debug/pin_tracker.h"
 #include "fs/file.h"
 #include "fs/fs_internal.h"
 #include "fs/inode.h"
@@ -78,6 +79,7 @@ extern "C" {
 
 long memfd_pin_folios(pl_file* memfd, long long start, long long end, folio** cfolios, unsigned int max_folios,
                       unsigned long* offset) {
+    GupCallScope owner("memfd_pin_folios");  // the pin tracker's default owner
     if (start < 0 || start > end || !max_folios) return -EINVAL;
     if (!memfd) return -EINVAL;
     // Upstream trusts these; the model refuses rather than write through NULL.

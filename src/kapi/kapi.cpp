@@ -441,6 +441,9 @@ const char* pl_pte_describe(task_struct* t, unsigned long addr) {
 int pl_migrate_page(task_struct* t, unsigned long addr) {
     if (!t || !T(t)->mm) return static_cast<int>(einval("pl_migrate_page", "t"));
     MmStruct& mm = *T(t)->mm;
+    // The mm may go once the lock is dropped (the task exiting meanwhile);
+    // migration needs only the kernel and our reference on the folio.
+    Kernel& kern = mm.kernel;
     Folio* folio = nullptr;
     {
         sync::ReadGuard lock(mm.mmap_lock);
@@ -457,9 +460,9 @@ int pl_migrate_page(task_struct* t, unsigned long addr) {
         folio = page_folio(p);
         if (!folio->ref_try_add(1)) return static_cast<int>(fail("pl_migrate_page", Error(EAGAIN)));
     }
-    Status s = migrate_folio(mm.kernel, folio, GFP_HIGHUSER_MOVABLE, MigrateReason::Syscall);
+    Status s = migrate_folio(kern, folio, GFP_HIGHUSER_MOVABLE, MigrateReason::Syscall);
     if (!s) {
-        mm.kernel.mem->folio_put(folio);
+        kern.mem->folio_put(folio);
         return static_cast<int>(fail("pl_migrate_page", s.error()));
     }
     clear_error();

@@ -92,6 +92,12 @@ void vma_set_flags(Vma& v, vm_flags_t flags) {
     v.flags = flags;
 }
 
+void vma_set_end(Vma& v, vaddr_t end) {
+    if (v.end == end) return;
+    RmapWriteLocks locks(v);  // rmap walkers read vm_end under these
+    v.end = end;
+}
+
 Result<Vma*> split_vma(MmStruct& mm, Vma* vma, vaddr_t addr) {
     if (addr <= vma->start || addr >= vma->end) return vma;
     if (vma->ops) PL_TRY(vma->ops->may_split(*vma, addr));

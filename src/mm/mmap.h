@@ -28,6 +28,8 @@ void vma_unlink_file(Vma& v);
 // vm_flags_reset() of a live VMA: under its rmap locks, which the rmap
 // walkers (migration, unmap_mapping_range) that read vm_flags hold.
 void vma_set_flags(Vma& v, vm_flags_t flags);
+// vm_end changes (mremap growing in place) under the same rmap locks.
+void vma_set_end(Vma& v, vaddr_t end);
 vm_flags_t vm_flags_from_prot(int prot);
 
 }  // namespace pl

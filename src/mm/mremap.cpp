@@ -72,7 +72,7 @@ Result<vaddr_t> do_mremap(MmStruct& mm, vaddr_t addr, uint64_t old_len, uint64_t
         if (vma->flags & (VM_DONTEXPAND | VM_PFNMAP)) return Error(EFAULT);
         // Grow in place when the VMA ends here and the space after it is free.
         if (addr + ol == vma->end && mm.range_is_free(vma->end, addr + nl) && addr + nl <= TASK_SIZE) {
-            vma->end = addr + nl;
+            vma_set_end(*vma, addr + nl);
             return addr;
         }
         if (!(flags & MREMAP_MAYMOVE)) return Error(ENOMEM);
