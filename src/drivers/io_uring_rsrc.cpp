@@ -3,6 +3,7 @@
 // io_coalesce_buffer(), io_buffer_unmap(), io_import_fixed(); io_uring/memmap.c
 // io_pin_pages(); the 2023 rsrc.c io_pin_pages() with its vmas[] walk; seed
 // 002's FOLL_SAME_FILE form of it).
+#include "base/handle_registry.h"
 #include "drivers/io_uring_rsrc.h"
 
 #include <sys/uio.h>
@@ -12,7 +13,6 @@
 #include <climits>
 #include <cstring>
 #include <string>
-#include <unordered_set>
 
 #include "base/sync/spinlock.h"
 #include "debug/pin_tracker.h"
@@ -44,21 +44,13 @@ constexpr unsigned kMaxRegBuffers = 1U << 14;     // IORING_MAX_REG_BUFFERS
 constexpr unsigned long kMaxBufLen = 1UL << 30;   // SZ_1G, io_buffer_validate()
 constexpr unsigned long kPageSize = 4096;
 
-// Live rings, so that a stale or foreign handle is refused rather than used.
-// Model bookkeeping, not a lock of the modelled kernel.
-struct Registry {
-    sync::Spinlock lock;
-    std::unordered_set<const IoRing*> live PL_GUARDED_BY(lock);
-};
-Registry& registry() {
-    static Registry r;
+HandleRegistry<IoRing>& registry() {
+    static HandleRegistry<IoRing> r;
     return r;
 }
 bool ring_ok(const pl_io_uring* r, const char* fn) {
     auto* ring = reinterpret_cast<const IoRing*>(r);
-    Registry& reg = registry();
-    sync::SpinGuard g(reg.lock);
-    if (ring && reg.live.count(ring)) return true;
+    if (registry().contains(ring)) return true;
     kapi_set_error(std::string(fn) + ": invalid argument 'ring'");
     return false;
 }
@@ -385,20 +377,14 @@ pl_io_uring* pl_io_uring_setup(task_struct* t, unsigned entries) {
     ring->task = reinterpret_cast<Task*>(t);
     ring->kernel = &ring->task->kernel;
     ring->entries = entries;
-    Registry& reg = registry();
-    sync::SpinGuard g(reg.lock);
-    reg.live.insert(ring);
+    registry().add(ring);
     return reinterpret_cast<pl_io_uring*>(ring);
 }
 
 void pl_io_uring_exit(pl_io_uring* r) {
     if (!ring_ok(r, "pl_io_uring_exit")) return;
     IoRing* ring = R(r);
-    {
-        Registry& reg = registry();
-        sync::SpinGuard g(reg.lock);
-        reg.live.erase(ring);
-    }
+    registry().remove(ring);
     {
         sync::WriteGuard g(ring->uring_lock);
         if (ring->task && !task_alive(*ring->kernel, ring->task)) ring->task = nullptr;

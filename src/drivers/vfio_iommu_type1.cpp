@@ -3,12 +3,12 @@
 // follow_fault_pfn(), vfio_lock_acct(), vfio_dma_do_unmap(),
 // vfio_unmap_unpin(), put_pfn(). The IOMMU page table is the per-mapping pfn
 // array; "DMA" reads and writes frames by pfn as a device behind it would.
+#include "base/handle_registry.h"
 #include "drivers/vfio_iommu_type1.h"
 
 #include <algorithm>
 #include <cerrno>
 #include <string>
-#include <unordered_set>
 
 #include "base/sync/spinlock.h"
 #include "debug/pin_tracker.h"
@@ -31,19 +31,13 @@ constexpr unsigned long kPageSize = 4096;
 constexpr unsigned long kBatch = kPageSize / sizeof(void*);  // VFIO_BATCH_MAX_CAPACITY
 constexpr unsigned kKnownFlags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE;
 
-struct Registry {
-    sync::Spinlock lock;
-    std::unordered_set<const VfioContainer*> live PL_GUARDED_BY(lock);
-};
-Registry& registry() {
-    static Registry r;
+HandleRegistry<VfioContainer>& registry() {
+    static HandleRegistry<VfioContainer> r;
     return r;
 }
 bool container_ok(const pl_vfio_container* c, const char* fn) {
     auto* vc = reinterpret_cast<const VfioContainer*>(c);
-    Registry& reg = registry();
-    sync::SpinGuard g(reg.lock);
-    if (vc && reg.live.count(vc)) return true;
+    if (registry().contains(vc)) return true;
     kapi_set_error(std::string(fn) + ": invalid argument 'c'");
     return false;
 }
@@ -210,20 +204,14 @@ pl_vfio_container* pl_vfio_open(task_struct* t) {
     auto* c = new VfioContainer;
     c->task = reinterpret_cast<Task*>(t);
     c->kernel = &c->task->kernel;
-    Registry& reg = registry();
-    sync::SpinGuard g(reg.lock);
-    reg.live.insert(c);
+    registry().add(c);
     return reinterpret_cast<pl_vfio_container*>(c);
 }
 
 void pl_vfio_close(pl_vfio_container* pc) {
     if (!container_ok(pc, "pl_vfio_close")) return;
     VfioContainer* c = C(pc);
-    {
-        Registry& reg = registry();
-        sync::SpinGuard g(reg.lock);
-        reg.live.erase(c);
-    }
+    registry().remove(c);
     {
         sync::WriteGuard g(c->lock);
         if (c->task && !task_alive(*c->kernel, c->task)) c->task = nullptr;
