@@ -428,43 +428,54 @@ int pl_io_uring_unregister_buffers(pl_io_uring* r) {
     return 0;
 }
 
-long pl_io_uring_write_fixed(pl_io_uring* r, pl_file* f, unsigned buf_index, unsigned long addr, unsigned long len,
-                             unsigned long off) {
-    if (!ring_ok(r, "pl_io_uring_write_fixed")) return -EINVAL;
+}  // extern "C"
+
+namespace {
+
+// The shared prologue of IORING_OP_{READ,WRITE}_FIXED: a live ring, a file,
+// and io_import_fixed()'s range check at prep time (before the file is
+// touched); `io` then runs under the uring_lock with a bounce buffer of len.
+template <typename Io>
+long fixed_io(pl_io_uring* r, const char* fn, pl_file* f, unsigned buf_index, unsigned long addr,
+              unsigned long len, Io&& io) {
+    if (!ring_ok(r, fn)) return -EINVAL;
     if (!f) return -EBADF;
     IoRing& ring = *R(r);
     sync::WriteGuard g(ring.uring_lock);
-    // io_import_fixed() first: the range must lie inside the buffer.
     long v = io_import_check(ring, buf_index, addr, len);
     if (v < 0) return v;
     std::vector<unsigned char> data(len);
-    long n = for_each_piece(ring, buf_index, addr, len,
-                            [&](IoBvec&, page* p, unsigned in_page, unsigned cnt, unsigned long at) {
-                                return pl_page_read(p, in_page, data.data() + at, cnt);
-                            });
-    if (n < 0) return n;
-    return pl_pwrite(f, data.data(), len, off);
+    return io(ring, data.data());
+}
+
+}  // namespace
+
+extern "C" {
+
+long pl_io_uring_write_fixed(pl_io_uring* r, pl_file* f, unsigned buf_index, unsigned long addr, unsigned long len,
+                             unsigned long off) {
+    return fixed_io(r, "pl_io_uring_write_fixed", f, buf_index, addr, len, [&](IoRing& ring, unsigned char* data) {
+        long n = for_each_piece(ring, buf_index, addr, len,
+                                [&](IoBvec&, page* p, unsigned in_page, unsigned cnt, unsigned long at) {
+                                    return pl_page_read(p, in_page, data + at, cnt);
+                                });
+        if (n < 0) return n;
+        return pl_pwrite(f, data, len, off);
+    });
 }
 
 long pl_io_uring_read_fixed(pl_io_uring* r, pl_file* f, unsigned buf_index, unsigned long addr, unsigned long len,
                             unsigned long off) {
-    if (!ring_ok(r, "pl_io_uring_read_fixed")) return -EINVAL;
-    if (!f) return -EBADF;
-    IoRing& ring = *R(r);
-    sync::WriteGuard g(ring.uring_lock);
-    // The target is checked before the file is touched (io_import_fixed()
-    // runs at prep time).
-    long v = io_import_check(ring, buf_index, addr, len);
-    if (v < 0) return v;
-    std::vector<unsigned char> data(len);
-    long got = pl_pread(f, data.data(), len, off);
-    if (got <= 0) return got;
-    long n = for_each_piece(ring, buf_index, addr, static_cast<unsigned long>(got),
-                            [&](IoBvec& bv, page* p, unsigned in_page, unsigned cnt, unsigned long at) {
-                                bv.written = true;
-                                return pl_page_write(p, in_page, data.data() + at, cnt);
-                            });
-    return n < 0 ? n : got;
+    return fixed_io(r, "pl_io_uring_read_fixed", f, buf_index, addr, len, [&](IoRing& ring, unsigned char* data) {
+        long got = pl_pread(f, data, len, off);
+        if (got <= 0) return got;
+        long n = for_each_piece(ring, buf_index, addr, static_cast<unsigned long>(got),
+                                [&](IoBvec& bv, page* p, unsigned in_page, unsigned cnt, unsigned long at) {
+                                    bv.written = true;
+                                    return pl_page_write(p, in_page, data + at, cnt);
+                                });
+        return n < 0 ? n : got;
+    });
 }
 
 int pl_io_uring_buffer_segments(pl_io_uring* r, unsigned buf_index, unsigned long* seg_size) {
