@@ -343,6 +343,44 @@ long pl_vfio_dma_read(struct pl_vfio_container *c, unsigned long iova, void *buf
 long pl_vfio_dma_write(struct pl_vfio_container *c, unsigned long iova, const void *buf, unsigned long len);
 /* ==== end of drivers: io_uring and vfio ====================================== */
 
+/* ==== drivers: vmsplice and process_vm_readv/writev (src/drivers/) ==========
+ * A pipe of PIPE_DEF_BUFFERS (16) buffers. vmsplice() (fs/splice.c
+ * vmsplice_to_pipe(), iter_to_pipe()) takes the pages of [addr, addr+len) of
+ * task t with get_user_pages_fast() as t, read-only and FOLL_GET (no pin), one
+ * buffer per page until the pipe is full. Returns the bytes spliced, 0 for
+ * len 0, -EAGAIN when the pipe is already full (SPLICE_F_NONBLOCK: the model
+ * never sleeps), -EFAULT (bad or wrapping address, nothing spliced), -EINVAL
+ * (bad handle). pl_pipe_read() copies out what the held pages contain now and
+ * put_page()s each buffer once consumed: bytes, or -EAGAIN when empty.
+ * pl_pipe_free() releases unread buffers. Pin tracker owner: "vmsplice". */
+struct pl_pipe;
+struct pl_pipe *pl_pipe_new(struct pl_kernel *k);
+void pl_pipe_free(struct pl_pipe *p);
+long pl_vmsplice(struct task_struct *t, struct pl_pipe *p, unsigned long addr, unsigned long len);
+long pl_pipe_read(struct pl_pipe *p, void *buf, unsigned long len);
+/* Buffers currently in the pipe (0 for a bad handle). */
+unsigned pl_pipe_nr_bufs(struct pl_pipe *p);
+
+/* process_vm_readv()/process_vm_writev() (mm/process_vm_access.c) with one
+ * iovec each side: `caller` copies len bytes from target's remote_addr to its
+ * own local_addr (readv) or the other way (writev). The target's pages are
+ * pinned with pin_user_pages_remote() ([FOLL_WRITE for writev]) in batches
+ * under mmap_read_lock, the caller's side goes through its page tables
+ * (faulting, COWing), and the pins are dropped with
+ * unpin_user_pages_dirty_lock() (dirty for writev). Permission, a reduced
+ * ptrace check: the same task, the target's fork() parent, or a target with
+ * pl_task_set_ptrace_allowed(target, 1); else -EPERM. Returns bytes copied
+ * (a partial transfer returns what moved), 0 for len 0, -EFAULT (nothing
+ * copied: unmapped or protected remote or local memory, wrapping ranges),
+ * -ESRCH (target exited), -EINVAL (bad caller). Pin tracker owner:
+ * "process_vm_access". */
+long pl_process_vm_readv(struct task_struct *caller, struct task_struct *target, unsigned long local_addr,
+                         unsigned long remote_addr, unsigned long len);
+long pl_process_vm_writev(struct task_struct *caller, struct task_struct *target, unsigned long local_addr,
+                          unsigned long remote_addr, unsigned long len);
+int pl_task_set_ptrace_allowed(struct task_struct *t, int on);
+/* ==== end of drivers: vmsplice and process_vm_readv/writev ================== */
+
 /* ==== GUP: get_user_pages() / pin_user_pages() (src/gup/) ====================
  * FOLL_* flags: the public ones, current upstream values (the internal ones
  * such as FOLL_PIN/FOLL_TOUCH are rejected from callers, as upstream's

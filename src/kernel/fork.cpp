@@ -53,6 +53,7 @@ Result<Task*> do_fork(Task& parent) {
         parent.kernel.task_free(child);
         return s.error();
     }
+    child->parent_pid.store(parent.pid);  // the ptrace parent (process_vm_access)
     return child;
 }
 

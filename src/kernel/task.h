@@ -39,6 +39,14 @@ public:
     sync::Atomic<bool> cap_ipc_lock{false};
     sync::Atomic<unsigned long> user_locked_vm{0};  // pages (io_uring)
     sync::Atomic<unsigned long> locked_vm{0};       // pages (vfio type1)
+
+    // ptrace access as process_vm_readv/writev check it (mm_access() with
+    // PTRACE_MODE_ATTACH_REALCREDS), reduced to what the model knows: the pid
+    // of the task this one was forked from (0: none), and a switch standing
+    // for everything else that would allow an attach (same credentials,
+    // CAP_SYS_PTRACE, no Yama restriction).
+    sync::Atomic<int> parent_pid{0};
+    sync::Atomic<bool> ptrace_allowed{false};
 };
 
 // Charges `delta` pages (negative: uncharges) to `counter` of `t`, refusing
