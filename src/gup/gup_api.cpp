@@ -60,9 +60,31 @@ int gup_fast_fallback(unsigned long start, unsigned long nr_pages, unsigned gup_
     return static_cast<int>(ret + nr_pinned);
 }
 
+// One exported slow-path entry point: what it ORs into the flags, what it
+// returns on invalid arguments (-EINVAL, or 0 for the pin_user_pages*
+// quirk), and whether the caller holds the mmap_lock.
+struct EntryPoint {
+    const char* name;
+    unsigned to_set;
+    long invalid_ret;
+};
+enum class LockState { CallerHolds, TakenInside };
+
+// `mm` null: current->mm. `locked`: the caller's int *locked (remote only).
+long gup_entry(const EntryPoint& ep, MmStruct* mm, unsigned long start, unsigned long nr_pages, unsigned gup_flags,
+               page** pages, LockState lock, int* locked) {
+    GupCallScope owner(ep.name);  // the pin tracker's default owner
+    int local_locked = lock == LockState::CallerHolds ? 1 : 0;
+    if (!is_valid_gup_args(PP(pages), locked, &gup_flags, ep.to_set)) return ep.invalid_ret;
+    if (!mm) mm = current_mm();
+    if (!mm) return -EFAULT;
+    return gup_longterm_locked(*mm, start, nr_pages, PP(pages), locked ? locked : &local_locked, gup_flags);
+}
+
 }  // namespace
 
 extern "C" {
+
 
 int get_user_pages_fast(unsigned long start, int nr_pages, unsigned int gup_flags, page** pages) {
     GupCallScope owner("get_user_pages_fast");  // the pin tracker's default owner
@@ -116,60 +138,40 @@ page* get_user_page_vma_remote(mm_struct* cmm, unsigned long addr, int gup_flags
 
 
 long get_user_pages(unsigned long start, unsigned long nr_pages, unsigned int gup_flags, page** pages) {
-    GupCallScope owner("get_user_pages");  // the pin tracker's default owner
-    int locked = 1;
-    if (!is_valid_gup_args(PP(pages), nullptr, &gup_flags, FOLL_TOUCH)) return -EINVAL;
-    MmStruct* mm = current_mm();
-    if (!mm) return -EFAULT;
-    return gup_longterm_locked(*mm, start, nr_pages, PP(pages), &locked, gup_flags);
+    return gup_entry({"get_user_pages", FOLL_TOUCH, -EINVAL}, nullptr, start, nr_pages, gup_flags, pages,
+                     LockState::CallerHolds, nullptr);
 }
 
 long get_user_pages_remote(mm_struct* mm, unsigned long start, unsigned long nr_pages, unsigned int gup_flags,
                            page** pages, int* locked) {
-    GupCallScope owner("get_user_pages_remote");  // the pin tracker's default owner
-    int local_locked = 1;
     if (!mm) return -EINVAL;
-    if (!is_valid_gup_args(PP(pages), locked, &gup_flags, FOLL_TOUCH | FOLL_REMOTE)) return -EINVAL;
-    return gup_longterm_locked(*reinterpret_cast<MmStruct*>(mm), start, nr_pages, PP(pages),
-                               locked ? locked : &local_locked, gup_flags);
+    return gup_entry({"get_user_pages_remote", FOLL_TOUCH | FOLL_REMOTE, -EINVAL}, reinterpret_cast<MmStruct*>(mm),
+                     start, nr_pages, gup_flags, pages, LockState::CallerHolds, locked);
 }
 
 long get_user_pages_unlocked(unsigned long start, unsigned long nr_pages, page** pages, unsigned int gup_flags) {
-    GupCallScope owner("get_user_pages_unlocked");  // the pin tracker's default owner
-    int locked = 0;
-    if (!is_valid_gup_args(PP(pages), nullptr, &gup_flags, FOLL_TOUCH | FOLL_UNLOCKABLE)) return -EINVAL;
-    MmStruct* mm = current_mm();
-    if (!mm) return -EFAULT;
-    return gup_longterm_locked(*mm, start, nr_pages, PP(pages), &locked, gup_flags);
+    return gup_entry({"get_user_pages_unlocked", FOLL_TOUCH | FOLL_UNLOCKABLE, -EINVAL}, nullptr, start, nr_pages,
+                     gup_flags, pages, LockState::TakenInside, nullptr);
 }
 
+// Upstream quirk: the pin_user_pages* variants below give 0, not -EINVAL, on
+// invalid arguments.
 long pin_user_pages(unsigned long start, unsigned long nr_pages, unsigned int gup_flags, page** pages) {
-    GupCallScope owner("pin_user_pages");  // the pin tracker's default owner
-    int locked = 1;
-    // Upstream quirk: invalid arguments give 0, not -EINVAL.
-    if (!is_valid_gup_args(PP(pages), nullptr, &gup_flags, FOLL_PIN)) return 0;
-    MmStruct* mm = current_mm();
-    if (!mm) return -EFAULT;
-    return gup_longterm_locked(*mm, start, nr_pages, PP(pages), &locked, gup_flags);
+    return gup_entry({"pin_user_pages", FOLL_PIN, 0}, nullptr, start, nr_pages, gup_flags, pages,
+                     LockState::CallerHolds, nullptr);
 }
 
 long pin_user_pages_remote(mm_struct* mm, unsigned long start, unsigned long nr_pages, unsigned int gup_flags,
                            page** pages, int* locked) {
-    GupCallScope owner("pin_user_pages_remote");  // the pin tracker's default owner
-    int local_locked = 1;
     if (!mm) return 0;
-    if (!is_valid_gup_args(PP(pages), locked, &gup_flags, FOLL_PIN | FOLL_TOUCH | FOLL_REMOTE)) return 0;
-    return gup_longterm_locked(*reinterpret_cast<MmStruct*>(mm), start, nr_pages, PP(pages),
-                               locked ? locked : &local_locked, gup_flags);
+    return gup_entry({"pin_user_pages_remote", FOLL_PIN | FOLL_TOUCH | FOLL_REMOTE, 0},
+                     reinterpret_cast<MmStruct*>(mm), start, nr_pages, gup_flags, pages, LockState::CallerHolds,
+                     locked);
 }
 
 long pin_user_pages_unlocked(unsigned long start, unsigned long nr_pages, page** pages, unsigned int gup_flags) {
-    GupCallScope owner("pin_user_pages_unlocked");  // the pin tracker's default owner
-    int locked = 0;
-    if (!is_valid_gup_args(PP(pages), nullptr, &gup_flags, FOLL_PIN | FOLL_TOUCH | FOLL_UNLOCKABLE)) return 0;
-    MmStruct* mm = current_mm();
-    if (!mm) return -EFAULT;
-    return gup_longterm_locked(*mm, start, nr_pages, PP(pages), &locked, gup_flags);
+    return gup_entry({"pin_user_pages_unlocked", FOLL_PIN | FOLL_TOUCH | FOLL_UNLOCKABLE, 0}, nullptr, start,
+                     nr_pages, gup_flags, pages, LockState::TakenInside, nullptr);
 }
 
 }  // extern "C"
