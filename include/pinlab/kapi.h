@@ -38,7 +38,9 @@ struct pl_file;         /* an open file or device */
  * ram, movable, cma, device_mem (sizes with K/M/G/T), hugetlb_2m, hugetlb_1g
  * (page counts), thp (always|madvise|never), thp.use_zero_page,
  * arch.pte_special, arch.gup_fast, arch.pmd_special, arch.pte_devmap,
- * gup.foll_same_file (FOLL_SAME_FILE, never merged; off by default) (on|off).
+ * gup.foll_same_file (FOLL_SAME_FILE, never merged; off by default) (on|off),
+ * dmabuf.require_pfnmap, dmabuf.refuse_private (seed 003, never merged; off by
+ * default; see the dma-buf heaps block) (on|off).
  * Returns NULL on a bad configuration; pl_last_error() names the key. */
 struct pl_kernel *pl_kernel_new(const char *config);
 /* Tears everything down: tasks exit, files close, memory is released. */
@@ -81,13 +83,32 @@ unsigned long pl_nr_allocated_pages(struct pl_kernel *k);
  *                        with FOLL_GET); nothing is released
  *   "double_unpin"       unpin of a page whose pins were all released already,
  *                        or of more pins than it holds; nothing is released
- *   "leak"               pins still held when the last task exits or at
- *                        pl_kernel_free(), one report per owner and folio; the
- *                        frames are quarantined (never freed)
- *   "pinned_page_moved"  a folio freed (its last reference put) while pinned
+ *   "leak"               pins still held when they can no longer be released
+ *                        by their owner, one report per owner and folio: at
+ *                        munmap() (pins the unmapping task's own GUP calls
+ *                        took on pages it leaves with no mapping at all), at
+ *                        a task's exit (pins its own GUP calls took), and at
+ *                        the last task's exit or pl_kernel_free() (all, driver
+ *                        pins included: rings and containers are closed at
+ *                        exit, so theirs are released before). The frames are
+ *                        quarantined (never freed)
+ *   "pinned_page_moved"  a pinned folio freed (its last reference put),
+ *                        truncated out of its file, or moved, evicted or freed
+ *                        by a driver (TTM, dma-buf) while pinned
  *   "dangling_vma"       a vmas[] entry used after the mmap_lock was dropped
- *   "pfnmap_gup"         reserved: GUP refuses VM_PFNMAP/VM_IO, so unreachable
- * The number of reports of `kind` (NULL: all). */
+ *   "pfnmap_gup"         GUP took a reference on a page mapped by a PFN entry
+ *                        (a huge PFN mapping without pmd_special or devmap,
+ *                        seed 003); GUP itself refuses VM_PFNMAP/VM_IO VMAs
+ * Pins taken inside pl_pin_owner_begin()/_end() belong to that owner, as a
+ * driver's do: they are not the calling task's, so its exit and munmap do not
+ * report them (the end of the run still does). */
+/* Owner scopes for C callers (pl::PinOwnerScope): pins and GETs taken by this
+ * thread until the matching pl_pin_owner_end() are recorded for `owner`
+ * (and `site`, may be NULL). Scopes nest, innermost wins. -EINVAL for a NULL
+ * owner or an end without a begin. The strings are copied. */
+int pl_pin_owner_begin(const char *owner, const char *site);
+int pl_pin_owner_end(void);
+/* The number of reports of `kind` (NULL: all). */
 int pl_warning_count(struct pl_kernel *k, const char *kind);
 /* The dmesg line of report `index` (0-based, in order), valid while the kernel
  * lives; NULL past the end. */
@@ -286,9 +307,10 @@ unsigned long pl_task_locked_vm(struct task_struct *t, int which);
  *    coalesces a buffer backed by same-size large folios into one segment
  *    per folio, keeping one pin per folio (io_coalesce_buffer()).
  * pl_io_uring_setup: NULL (pl_last_error) for entries 0 or > 32768. A ring
- * (or vfio container) left open when its task exits keeps its pins (the pin
- * tracker reports them as leaked); closing it later drops them, and other
- * calls return -ESRCH. */
+ * (or vfio container) left open when its task exits is closed by the exit,
+ * as exit_files() closes its fd: its buffers (or DMA mappings) are
+ * unregistered and unpinned then. The handle must still be freed with
+ * pl_io_uring_exit() (pl_vfio_close()); other calls on it return -ESRCH. */
 struct pl_io_uring;
 struct iovec;
 struct pl_io_uring *pl_io_uring_setup(struct task_struct *t, unsigned entries);
@@ -380,6 +402,246 @@ long pl_process_vm_writev(struct task_struct *caller, struct task_struct *target
                           unsigned long remote_addr, unsigned long len);
 int pl_task_set_ptrace_allowed(struct task_struct *t, int on);
 /* ==== end of drivers: vmsplice and process_vm_readv/writev ================== */
+
+/* ==== drivers: direct I/O, RDMA umem and futex keys (src/drivers/) ==========
+ * O_DIRECT reads and writes of a disk file ("ext4", "xfs", "btrfs"; any other
+ * file is -EINVAL, as open(O_DIRECT) refuses it) as iomap_dio_rw() does them:
+ * file offset, length and user address must be multiples of the logical block
+ * size (512), else -EINVAL; the user buffer of task t is pinned with
+ * pin_user_pages_fast() as t (FOLL_WRITE for a read, which stores into
+ * memory; not FOLL_LONGTERM), through iov_iter_extract_pages(). Before the
+ * I/O the file's dirty page cache is written back, and for a write the page
+ * cache of the range is invalidated (unmapped and dropped, pinned folios
+ * included) before and after it, as kiocb_invalidate_pages() and
+ * kiocb_invalidate_post_direct_write() do. A read stops at EOF (0 at or past
+ * it); a write past EOF extends the file at completion.
+ * With inflight == NULL the I/O completes before the call returns (bytes or
+ * -errno). With inflight != NULL it is left in flight: the call returns the
+ * bytes the I/O will move (pins held, nothing transferred yet) and
+ * *inflight; the "device" moves the data between the disk and the pinned
+ * pages when pl_dio_complete() runs, which then releases the pages
+ * (bio_release_pages(): unpin_user_pages_dirty_lock(), dirty for a read),
+ * frees the request and returns the bytes. Meanwhile the caller may fork,
+ * munmap or store into the buffer. -EFAULT: unmapped or unpinnable memory
+ * (VM_IO|VM_PFNMAP, ...) anywhere in the buffer (nothing moves). Eras up
+ * to v6.0 (before v6.3's iov_iter_extract_pages()) take GET references with
+ * get_user_pages_fast() and release them with put_page()
+ * (set_page_dirty_lock() first for a read): fork() shares such pages COW
+ * with the child. Pin tracker owner: "direct_io". */
+struct pl_dio;
+long pl_direct_read(struct task_struct *t, struct pl_file *f, unsigned long addr, unsigned long len,
+                    unsigned long off, struct pl_dio **inflight);
+long pl_direct_write(struct task_struct *t, struct pl_file *f, unsigned long addr, unsigned long len,
+                     unsigned long off, struct pl_dio **inflight);
+long pl_dio_complete(struct pl_dio *dio);
+
+/* RDMA memory registration (drivers/infiniband/core/umem.c ib_umem_get(),
+ * ib_umem_release()): [addr, addr+size) of task t is charged to its
+ * mm->pinned_vm (pages; -ENOMEM over RLIMIT_MEMLOCK unless CAP_IPC_LOCK, see
+ * pl_task_set_rlimit_memlock()) and pinned as t with pin_user_pages_fast()
+ * (FOLL_LONGTERM, plus FOLL_WRITE when the access flags are writable: LOCAL_
+ * or REMOTE_WRITE, REMOTE_ATOMIC, MW_BIND) in chunks of 512 pages, kept in a
+ * scatterlist of physically contiguous runs. NULL with pl_last_error() and
+ * *err (when err is given) set to -EINVAL (size 0, wrapping range, bad
+ * task), -EOPNOTSUPP (IB_ACCESS_ON_DEMAND), -ENOMEM (limit), or GUP's error
+ * (-EFAULT, -ENOMEM, ...; everything unwound), -EPERM (RLIMIT_MEMLOCK 0 without
+ * CAP_IPC_LOCK: can_do_mlock()). pl_ib_umem_release() unpins
+ * each run with unpin_user_page_range_dirty_lock(dirty when writable) and
+ * uncharges pinned_vm. The device's view: RDMA READ (pl_ib_umem_dma_read)
+ * and RDMA WRITE / receive (pl_ib_umem_dma_write, -EFAULT on a umem without
+ * write access) at a byte offset into the region: bytes or -EFAULT/-EINVAL.
+ * Pin tracker owner: "ib_umem". */
+#define PL_IB_ACCESS_LOCAL_WRITE 1
+#define PL_IB_ACCESS_REMOTE_WRITE 2
+#define PL_IB_ACCESS_REMOTE_READ 4
+#define PL_IB_ACCESS_REMOTE_ATOMIC 8
+#define PL_IB_ACCESS_MW_BIND 16
+#define PL_IB_ACCESS_ON_DEMAND 64
+struct pl_ib_umem;
+struct pl_ib_umem *pl_ib_umem_get(struct task_struct *t, unsigned long addr, unsigned long size, int access,
+                                  int *err);
+void pl_ib_umem_release(struct pl_ib_umem *umem);
+long pl_ib_umem_dma_read(struct pl_ib_umem *umem, unsigned long offset, void *buf, unsigned long len);
+long pl_ib_umem_dma_write(struct pl_ib_umem *umem, unsigned long offset, const void *buf, unsigned long len);
+/* Scatterlist entries (physically contiguous runs); 0 for a bad handle. */
+unsigned long pl_ib_umem_nents(struct pl_ib_umem *umem);
+/* mm->pinned_vm of t, in pages. */
+unsigned long pl_task_pinned_vm(struct task_struct *t);
+
+/* get_futex_key() (kernel/futex/core.c) for the u32 at uaddr of task t.
+ * Private (PL_FUTEX_SHARED clear): mm + address, memory untouched. Shared:
+ * the page is looked up with get_user_pages_fast(FOLL_WRITE) as t (so a COW
+ * page is unshared first), or, when that faults and PL_FUTEX_READ is set (a
+ * FUTEX_WAIT), read-only; the GET reference is dropped before returning.
+ * Anonymous page: mm + address (FUT_OFF_MMSHARED; a read-only one is
+ * -EFAULT); file, shmem or shared anonymous page: the inode's sequence
+ * number + page index (FUT_OFF_INODE). Returns 0, -EINVAL (uaddr not 4-byte
+ * aligned, bad task or out), -EFAULT (unmapped, unpinnable: VM_PFNMAP ...).
+ * Two keys name the same futex iff pl_futex_key_equal() (match_futex()).
+ * (The struct is pl_futex_key, the call pl_get_futex_key: C++ could not
+ * otherwise name both.)
+ * Pin tracker owner: "futex". */
+#define PL_FUTEX_SHARED 1
+#define PL_FUTEX_READ 2
+#define PL_FUT_OFF_INODE 1U
+#define PL_FUT_OFF_MMSHARED 2U
+struct pl_futex_key {
+    unsigned long ptr;   /* inode sequence number, or the mm */
+    unsigned long word;  /* page index in the file, or the page-aligned address */
+    unsigned int offset; /* offset in the page | PL_FUT_OFF_INODE | PL_FUT_OFF_MMSHARED */
+};
+int pl_get_futex_key(struct task_struct *t, unsigned long uaddr, int flags, struct pl_futex_key *out);
+int pl_futex_key_equal(const struct pl_futex_key *a, const struct pl_futex_key *b);
+/* ==== end of drivers: direct I/O, RDMA umem and futex keys ================== */
+
+/* ==== drivers: videobuf2 (src/drivers/) ======================================
+ * A V4L2 video queue with V4L2_MEMORY_USERPTR buffers, as videobuf2 runs it
+ * (drivers/media/common/videobuf2/): each QBUF hands a user range to the
+ * queue's allocator, whose get_userptr builds a frame vector with
+ * vb2_create_framevec() (get_vaddr_frames(), <pinlab/frame_vector.h>: what it
+ * takes depends on the era: GET references before v5.8, pins from v5.8,
+ * FOLL_LONGTERM pins from v5.12 (era v5.16), raw PFNs without any reference
+ * for VM_IO|VM_PFNMAP buffers until v6.1 (eras up to v6.0), -EFAULT for them
+ * after). The queue belongs to task t (ioctls run as t); sizeimage is the
+ * format's plane size (a buffer must be at least that long). Allocators:
+ *  - PL_VB2_VMALLOC: pages (vm_map_ram) or, for PFNs without struct pages,
+ *    physically contiguous PFNs (ioremap); else -ENOMEM;
+ *  - PL_VB2_DMA_CONTIG: address and length 128-byte aligned (else -EINVAL);
+ *    pages must be physically contiguous unless flags has PL_VB2_DEV_IOMMU
+ *    (else -EFAULT, "contiguous mapping is too small"); PFNs without struct
+ *    pages must be contiguous (dma_map_resource; else -EINVAL);
+ *  - PL_VB2_DMA_SG: struct pages only; every failure is -ENOMEM.
+ * PFNs that have struct pages (a remap_pfn_range() of RAM, "/dev/pfnmap")
+ * are turned into pages by all three, still without a reference; those of
+ * pl_dev_open(k, "iomem") (I/O memory mapped with io_remap_pfn_range():
+ * VM_IO|VM_PFNMAP, no struct pages) are not. Released
+ * (put_userptr: capture pages set_page_dirty_lock()ed, then
+ * vb2_destroy_framevec()) when the buffer is queued again with another
+ * pointer or length, at pl_vb2_reqbufs(), pl_vb2_queue_free() or when the
+ * task exits; not at DQBUF. Pin tracker owner: "videobuf2". */
+enum { PL_VB2_VMALLOC = 0, PL_VB2_DMA_CONTIG = 1, PL_VB2_DMA_SG = 2 };
+/* V4L2_BUF_TYPE_VIDEO_CAPTURE (the device writes memory) and _OUTPUT (reads). */
+enum { PL_VB2_CAPTURE = 1, PL_VB2_OUTPUT = 2 };
+#define PL_VB2_DEV_IOMMU 0x1u
+struct pl_vb2_queue;
+/* NULL (pl_last_error) for a bad task, memops, type, flags, or sizeimage 0
+ * or > 1 GiB. */
+struct pl_vb2_queue *pl_vb2_queue_new(struct task_struct *t, int memops, int type, unsigned long sizeimage,
+                                      unsigned flags);
+/* close(): every buffer's memory is released. */
+void pl_vb2_queue_free(struct pl_vb2_queue *q);
+/* VIDIOC_REQBUFS(USERPTR): releases the old buffers and makes `count`
+ * (at most 32) new ones; returns how many, or -EBUSY while buffers are queued
+ * or done but not dequeued, -ESRCH once the task exited. */
+int pl_vb2_reqbufs(struct pl_vb2_queue *q, unsigned count);
+/* VIDIOC_QBUF: 0, -EINVAL (index, a buffer already queued, length <
+ * sizeimage, dma-contig alignment), or get_userptr's error (see above); on
+ * error the buffer holds no memory. */
+int pl_vb2_qbuf(struct pl_vb2_queue *q, unsigned index, unsigned long userptr, unsigned long length);
+/* The device completes the oldest queued buffer by DMA through the frames
+ * its vector names now: capture writes min(len, length) bytes of data into
+ * it, output reads them into data. Bytes moved, -EAGAIN when nothing is
+ * queued, -EIO when a frame is not memory. */
+long pl_vb2_device_dma(struct pl_vb2_queue *q, void *data, unsigned long len);
+/* VIDIOC_DQBUF (O_NONBLOCK): the index of the oldest completed buffer
+ * (*bytesused, may be NULL, gets its payload), or -EAGAIN. */
+int pl_vb2_dqbuf(struct pl_vb2_queue *q, unsigned long *bytesused);
+/* Inspection: the number of frames behind buffer `index` (-EINVAL if it has
+ * no memory); the first `max` PFNs go to pfns (may be NULL), *got_ref (may be
+ * NULL) says whether the vector holds references (0: raw PFNs). */
+int pl_vb2_buffer_frames(struct pl_vb2_queue *q, unsigned index, unsigned long *pfns, unsigned max, int *got_ref);
+/* ==== end of drivers: videobuf2 =============================================== */
+
+/* ==== drivers: ttm (src/drivers/) ============================================
+ * TTM-like GPU buffer objects (drivers/gpu/drm/ttm: ttm_bo.c, ttm_bo_vm.c),
+ * the driver of seed 003. pl_ttm_bo_create() returns the bo's file (one
+ * reference: drop it with pl_ttm_bo_put() or pl_file_put()); mmap it
+ * MAP_SHARED (a private mapping is -EINVAL, as ttm_bo_mmap_obj() refuses COW
+ * mappings). Placement PL_TTM_PL_SYSTEM: RAM pages the driver allocates in
+ * chunks of up to 2 MiB and frees itself; PL_TTM_PL_VRAM: device memory
+ * without a struct page. The fault handler inserts PFN entries that hold no
+ * page reference: PTEs with vmf_insert_pfn() (VM_PFNMAP|VM_IO, the default)
+ * or vmf_insert_mixed(PFN_DEV) (PL_TTM_MIXEDMAP: VM_MIXEDMAP, TTM in
+ * v5.11), and, unless PL_TTM_NO_HUGE, PMD/PUD leaves with
+ * vmf_insert_pfn_pmd()/_pud() where the mapping, file offset and pfn are
+ * aligned and the backing is contiguous: PFN_DEV, or PFN_DEV|PFN_MAP with
+ * PL_TTM_PFN_MAP (the fix proposed in the seed 003 thread: a devmap entry
+ * with no pgmap behind it, refused by GUP-fast). Whether GUP can reach
+ * those pages depends on arch.pte_special, arch.pmd_special and
+ * arch.pte_devmap; when GUP takes a page through a PFN leaf (GUP-fast: a
+ * leaf neither special nor devmap; the slow path: a huge leaf of a
+ * VM_MIXEDMAP VMA, follow_huge_pmd()) the pin tracker reports "pfnmap_gup".
+ * pl_ttm_bo_move() zaps every user mapping of the bo (ttm_bo_unmap_virtual),
+ * copies the contents to a new backing in `placement` and frees the old one
+ * (0; a move to the current placement does nothing; -ENOMEM). Freed system
+ * pages that GUP still holds stay allocated until GUP lets go (TTM only drops
+ * its own reference); each one that is still pinned is reported as
+ * "pinned_page_moved" ("ttm_bo_move" or, when the last reference to the bo
+ * goes, "ttm_bo_release"). pl_ttm_bo_read()/_write(): the device's (kernel
+ * mapping's) access to the contents at byte offset off: len, or -EINVAL past
+ * the end. pl_ttm_bo_pfn(): the pfn backing page pgoff (~0UL if none). Bad
+ * handles: -EINVAL / NULL / ~0UL with pl_last_error(). */
+#define PL_TTM_PL_SYSTEM 0
+#define PL_TTM_PL_VRAM 1
+#define PL_TTM_MIXEDMAP 0x1U
+#define PL_TTM_NO_HUGE 0x2U
+#define PL_TTM_PFN_MAP 0x4U
+struct pl_file *pl_ttm_bo_create(struct pl_kernel *k, unsigned long size, int placement, unsigned int flags);
+int pl_ttm_bo_move(struct pl_file *bo, int placement);
+int pl_ttm_bo_placement(struct pl_file *bo);
+unsigned long pl_ttm_bo_pfn(struct pl_file *bo, unsigned long pgoff);
+long pl_ttm_bo_read(struct pl_file *bo, unsigned long off, void *buf, unsigned long len);
+long pl_ttm_bo_write(struct pl_file *bo, unsigned long off, const void *buf, unsigned long len);
+void pl_ttm_bo_put(struct pl_file *bo);
+/* ==== end of drivers: ttm ===================================================== */
+
+/* ==== drivers: dma-buf heaps (src/drivers/) ==================================
+ * DMA_HEAP_IOCTL_ALLOC (drivers/dma-buf/dma-heap.c) on /dev/dma_heap/<heap>:
+ * a dma-buf file of PAGE_ALIGN(len) bytes, zero-filled; the reference is the
+ * caller's (pl_file_put() closes it; a mapping keeps it alive). pl_mmap() of
+ * it goes through dma_buf_mmap_internal(): -EINVAL unless [off, off+len) lies
+ * inside the buffer, then the heap's mmap:
+ *   "system"              system_heap.c: chunks of order 8/4/0; remap_pfn_range
+ *                         (VM_IO|VM_PFNMAP, special PTEs): GUP gives -EFAULT.
+ *                         MAP_PRIVATE works only for a range inside one chunk
+ *                         (remap_pfn_range's COW rule), else -EINVAL. Eras
+ *                         v5.8/v5.10 (heap-helpers.c, before v5.11): order-0
+ *                         pages faulted in as normal PTEs (GUP succeeds),
+ *                         MAP_PRIVATE -EINVAL.
+ *   "system-insert-page"  the 2021 proposal seed 003 reacted to: the same
+ *                         chunks mapped with vm_insert_page (VM_MIXEDMAP,
+ *                         normal PTEs): GUP succeeds (the uapi hazard).
+ *   "cma"                 cma_heap.c, only when the config has cma= (else
+ *                         NULL/ENOENT): pages from CMA pageblocks; MAP_PRIVATE
+ *                         -EINVAL; faults map them with vmf_insert_pfn into a
+ *                         VM_IO|VM_PFNMAP VMA (era current, upstream v6.9+) or,
+ *                         in older eras, as normal pages (->fault returns the
+ *                         page): GUP succeeds there.
+ * fd_flags: O_CLOEXEC|O_ACCMODE only; heap_flags: must be 0 (else EINVAL);
+ * len 0 is EINVAL; eras before v5.6 have no heaps (ENOENT). NULL on error,
+ * pl_last_error() naming the errno.
+ * Config switches (seed 003, never merged; off by default = upstream):
+ *   dmabuf.require_pfnmap=on  after the heap's mmap, WARN "dma-buf: exporter
+ *                             <heap> mmap did not set VM_PFNMAP" (report kind
+ *                             "warn") when the VMA lacks VM_PFNMAP; the mmap's
+ *                             own result is returned unchanged (the patch
+ *                             WARNs, it does not refuse);
+ *   dmabuf.refuse_private=on  MAP_PRIVATE (COW) mappings fail with -EINVAL.
+ * Releasing a buffer whose pages are still pinned (possible only through a
+ * mapping GUP could take: system-insert-page, system before v5.11, cma
+ * before v6.9) reports
+ * "pinned_page_moved" per pinned folio; the pin's references keep the frames
+ * until unpinned, as upstream's put_page()-based __free_pages(). */
+struct pl_file *pl_dma_heap_alloc(struct pl_kernel *k, const char *heap, unsigned long len, unsigned int fd_flags,
+                                  unsigned long long heap_flags);
+/* The buffer's size in bytes; 0 if f is not a dma-buf. */
+unsigned long pl_dma_buf_size(struct pl_file *f);
+/* The device's view: bytes [off, off+len) of the buffer's memory, read or
+ * written as a DMA engine would (never through page tables). len or -EINVAL
+ * (not a dma-buf, range outside the buffer). */
+long pl_dma_buf_device_read(struct pl_file *f, unsigned long off, void *buf, unsigned long len);
+long pl_dma_buf_device_write(struct pl_file *f, unsigned long off, const void *buf, unsigned long len);
+/* ==== end of drivers: dma-buf heaps ========================================== */
 
 /* ==== GUP: get_user_pages() / pin_user_pages() (src/gup/) ====================
  * FOLL_* flags: the public ones, current upstream values (the internal ones

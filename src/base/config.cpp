@@ -31,7 +31,7 @@ struct KeyInfo {
     std::string_view key, description;
 };
 
-constexpr std::array<KeyInfo, 14> kKeys{{
+constexpr std::array<KeyInfo, 16> kKeys{{
     {"era", "kernel era whose historical behaviour is modelled"},
     {"ram", "simulated RAM (bytes; K/M/G/T suffixes)"},
     {"movable", "part of RAM placed in ZONE_MOVABLE (movablecore=)"},
@@ -46,6 +46,8 @@ constexpr std::array<KeyInfo, 14> kKeys{{
     {"arch.pmd_special", "PMD/PUD leaves can be marked special (huge PFN maps)"},
     {"arch.pte_devmap", "CONFIG_ARCH_HAS_PTE_DEVMAP: devmap bit on PTE/PMD/PUD"},
     {"gup.foll_same_file", "FOLL_SAME_FILE (proposed Apr 2023, never merged): GUP fails unless all VMAs share vm_file"},
+    {"dmabuf.require_pfnmap", "seed 003 (never merged): WARN when a dma-buf exporter's mmap does not set VM_PFNMAP"},
+    {"dmabuf.refuse_private", "seed 003 thread (never merged): MAP_PRIVATE mmap of a dma-buf fails with -EINVAL"},
 }};
 
 }  // namespace
@@ -133,6 +135,8 @@ Status Config::set(std::string_view key, std::string_view value, std::string* wh
     if (key == "arch.pmd_special") return switch_key(arch_pmd_special);
     if (key == "arch.pte_devmap") return switch_key(arch_pte_devmap);
     if (key == "gup.foll_same_file") return switch_key(gup_foll_same_file);
+    if (key == "dmabuf.require_pfnmap") return switch_key(dmabuf_require_pfnmap);
+    if (key == "dmabuf.refuse_private") return switch_key(dmabuf_refuse_private);
     return fail("unknown configuration key '" + std::string(key) + "'");
 }
 
@@ -205,6 +209,8 @@ std::string Config::to_string() const {
     s += std::string(" arch.pmd_special=") + (arch_pmd_special ? "on" : "off");
     s += std::string(" arch.pte_devmap=") + (arch_pte_devmap ? "on" : "off");
     s += std::string(" gup.foll_same_file=") + (gup_foll_same_file ? "on" : "off");
+    s += std::string(" dmabuf.require_pfnmap=") + (dmabuf_require_pfnmap ? "on" : "off");
+    s += std::string(" dmabuf.refuse_private=") + (dmabuf_refuse_private ? "on" : "off");
     return s;
 }
 

@@ -50,6 +50,11 @@ struct Config {
     // FOLL_SAME_FILE (Lorenzo Stoakes' vmas-removal series v1-v3, Apr 2023;
     // dropped in v4, never merged): off, GUP refuses the flag with a WARN.
     bool gup_foll_same_file = false;
+    // dma-buf mmap lockdown proposed in seed 003 (Feb 2021, never merged):
+    // WARN when an exporter's mmap leaves the VMA without VM_PFNMAP, and
+    // refuse MAP_PRIVATE (COW) mappings of a dma-buf with -EINVAL.
+    bool dmabuf_require_pfnmap = false;
+    bool dmabuf_refuse_private = false;
 
     bool era_at_least(Era e) const { return era >= e; }
 

@@ -1,6 +1,7 @@
 // pinlab — the pin tracker (see the header).
 #include "debug/pin_tracker.h"
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstring>
@@ -34,6 +35,7 @@ struct PinRec {
     uint64_t step;
     long pins;
     bool leaked;  // reported as a leak and quarantined
+    int pid;      // the task whose GUP call took them (0: none)
 };
 
 struct Entry {
@@ -75,6 +77,7 @@ struct OwnerNow {
     const char* site;
     const char* entry;
     uint64_t step;
+    bool scoped;  // a PinOwnerScope names the owner (a driver), not a bare GUP call
 };
 
 std::string owner_text(const char* owner, const char* site, const char* entry) {
@@ -124,8 +127,8 @@ void drop_recs(Entry& e, long refs, const char* owner) {
 // Who takes references now (see PinOwnerScope and GupCallScope).
 OwnerNow owner_now(Kernel& k) {
     if (t_entry && t_step == 0) t_step = k.next_gup_step();  // a remote call made with no current task
-    if (t_scope) return {t_scope->owner(), t_scope->site(), t_entry, t_step};
-    return {t_entry ? t_entry : "unknown", nullptr, t_entry, t_step};
+    if (t_scope) return {t_scope->owner(), t_scope->site(), t_entry, t_step, true};
+    return {t_entry ? t_entry : "unknown", nullptr, t_entry, t_step, false};
 }
 
 }  // namespace
@@ -163,12 +166,17 @@ void pin_track_grab_locked(Kernel& k, const Folio* f, int refs, unsigned flags) 
         if (inserted || e.pins == 0) sh.recent.erase(f);  // the fifo entry ages out by itself
         e.pins += refs;
         for (auto& r : e.recs) {
-            if (!r.leaked && r.owner == o.owner && r.site == o.site && r.step == o.step && r.flags == flags) {
+            if (!r.leaked && r.owner == o.owner && r.site == o.site && r.step == o.step && r.flags == flags &&
+                (o.scoped || r.pid == (current() ? current()->pid : 0))) {
                 r.pins += refs;
                 return;
             }
         }
-        e.recs.push_back(PinRec{o.owner, o.site, o.entry, flags, o.step, refs, false});
+        // Pins taken by a task's own GUP calls are that task's to release;
+        // a driver's (scoped) pins belong to the driver object.
+        const Task* t = current();
+        const int pid = !o.scoped && t ? t->pid : 0;
+        e.recs.push_back(PinRec{o.owner, o.site, o.entry, flags, o.step, refs, false, pid});
     } else {
         e.gets += refs;
         e.get_owner = o.owner;
@@ -189,7 +197,7 @@ bool pin_track_release_locked(Kernel* k, const Folio* f, const Page* page, int r
     const long have = it == sh.map.end() ? 0 : it->second.pins;
     if (have >= refs) {
         Entry& e = it->second;
-        const PinRec last = e.recs.empty() ? PinRec{nullptr, nullptr, nullptr, 0, 0, 0, false} : e.recs.back();
+        const PinRec last = e.recs.empty() ? PinRec{nullptr, nullptr, nullptr, 0, 0, 0, false, 0} : e.recs.back();
         e.pins -= refs;
         drop_recs(e, refs, t_scope ? t_scope->owner() : t_entry);
         if (e.pins == 0) {
@@ -277,13 +285,50 @@ void pin_track_put_page_locked(Kernel& k, const Folio* f, const Page* page) {
     if (e.gets == 0 && e.pins == 0) sh.map.erase(it);
 }
 
-void pin_track_leak_scan(Kernel& k, const char* when) {
+bool pin_track_moved(Kernel& k, const Folio* f, const Page* page, const char* where, const char* how) {
+    unsigned long pfn = 0;
+    std::string who;
+    unsigned flags = 0;
+    uint64_t step = 0;
+    long pins = 0;
+    {
+        Shard& sh = shard(f);
+        std::lock_guard g(sh.mu);
+        auto it = sh.map.find(f);
+        if (it == sh.map.end() || it->second.pins == 0 || it->second.k != &k) return false;
+        const Entry& e = it->second;
+        const PinRec* r = e.recs.empty() ? nullptr : &e.recs.front();
+        pfn = pfn_of(k, f, page);
+        who = r ? owner_text(r->owner, r->site, r->entry) : std::string("?");
+        flags = r ? r->flags : 0;
+        step = r ? r->step : 0;
+        pins = e.pins;
+    }
+    report(k, "pinned_page_moved", where, pfn, who, flags, step,
+           "page pfn " + hex(pfn) + " " + how + " while " + std::to_string(pins) + " pins taken by " + who +
+               " (step " + std::to_string(step) + ") are outstanding: the pin holder keeps the old frame");
+    return true;
+}
+
+void pin_track_pfnmap_gup(Kernel& k, const Folio* f, const Page* page, const char* where, const std::string& what) {
+    const OwnerNow o = owner_now(k);
+    const unsigned long pfn = pfn_of(k, f, page);
+    report(k, "pfnmap_gup", where, pfn, owner_text(o.owner, o.site, o.entry), 0, o.step,
+           "GUP reached page pfn " + hex(pfn) + " through a PFN mapping: " + what);
+}
+
+namespace {
+
+// Reports (once) and quarantines the pins of `k` that `match` selects.
+template <typename Match>
+void leak_scan_if(Kernel& k, const char* when, Match&& match) {
     struct Leak {
         unsigned long pfn;
         std::string owner;
         unsigned flags;
         uint64_t step;
         long pins;
+        int pid;
     };
     std::vector<Leak> leaks;
     for (auto& sh : shards()) {
@@ -291,17 +336,38 @@ void pin_track_leak_scan(Kernel& k, const char* when) {
         for (auto& [f, e] : sh.map) {
             if (e.k != &k) continue;
             for (auto& r : e.recs) {
-                if (r.leaked || r.pins == 0) continue;
+                if (r.leaked || r.pins == 0 || !match(f, r)) continue;
                 r.leaked = true;  // quarantined: the reference stays, the frame is never reused
-                leaks.push_back({pfn_of(k, f, nullptr), owner_text(r.owner, r.site, r.entry), r.flags, r.step, r.pins});
+                leaks.push_back(
+                    {pfn_of(k, f, nullptr), owner_text(r.owner, r.site, r.entry), r.flags, r.step, r.pins, r.pid});
             }
         }
     }
-    for (auto& l : leaks)
+    for (auto& l : leaks) {
+        const std::string by = l.pid ? " in pid " + std::to_string(l.pid) : std::string();
         report(k, "leak", when, l.pfn, l.owner, l.flags, l.step,
-               std::to_string(l.pins) + " pins of folio at pfn " + hex(l.pfn) + " taken by " + l.owner + " (step " +
-                   std::to_string(l.step) + ") still held at " + when +
+               std::to_string(l.pins) + " pins of folio at pfn " + hex(l.pfn) + " taken by " + l.owner + by +
+                   " (step " + std::to_string(l.step) + ") still held at " + when +
                    "; the frame is quarantined (never freed while a device may still write it)");
+    }
+}
+
+}  // namespace
+
+void pin_track_leak_scan(Kernel& k, const char* when) {
+    leak_scan_if(k, when, [](const Folio*, const PinRec&) { return true; });
+}
+
+void pin_track_task_exit(Kernel& k, int pid) {
+    if (pid == 0) return;
+    leak_scan_if(k, "exit", [&](const Folio*, const PinRec& r) { return r.pid == pid; });
+}
+
+void pin_track_munmap(Kernel& k, int pid, const std::vector<const Folio*>& unmapped) {
+    if (pid == 0 || unmapped.empty()) return;
+    leak_scan_if(k, "munmap", [&](const Folio* f, const PinRec& r) {
+        return r.pid == pid && !f->mapped() && std::find(unmapped.begin(), unmapped.end(), f) != unmapped.end();
+    });
 }
 
 unsigned long pin_track_quarantined_pages(Kernel& k) {

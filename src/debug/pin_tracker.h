@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace pl {
 
@@ -91,10 +92,32 @@ long pin_track_pins(const Folio* f);
 // when the put would free a folio that still has PINs.
 void pin_track_put_page_locked(Kernel& k, const Folio* f, const Page* page);
 
+// A folio that may still be pinned is being moved away from its users:
+// migrated, truncated out of its file, or moved/evicted/freed by a driver
+// (TTM, dma-buf). Reports "pinned_page_moved" when `f` has outstanding PINs
+// in `k`: a device holding the pin goes on using the old frame. `where`
+// names the kernel function ("truncate_inode_pages_range", "ttm_bo_move"),
+// `how` the event in words ("truncated", "moved to VRAM"). Returns whether
+// it reported.
+bool pin_track_moved(Kernel& k, const Folio* f, const Page* page, const char* where, const char* how);
+
+// GUP took a reference on a page that the kernel mapped with a PFN entry
+// (VM_PFNMAP, or a huge PFN mapping without pmd_special/devmap): the page is
+// the driver's, not refcounted for GUP (seed 003). Reports "pfnmap_gup".
+void pin_track_pfnmap_gup(Kernel& k, const Folio* f, const Page* page, const char* where, const std::string& what);
+
 // Leaked pins: every PIN still recorded for `k` is reported ("leak", naming
 // its owner) once and quarantined: its reference is kept, so the frame is
 // never reused. `when` says which event found it ("exit", "pl_kernel_free").
 void pin_track_leak_scan(Kernel& k, const char* when);
+// Task `pid` exited (after exit_files()): the pins its own GUP calls took
+// (outside any driver's PinOwnerScope) and never released leaked; reported
+// and quarantined as above.
+void pin_track_task_exit(Kernel& k, int pid);
+// munmap() by task `pid` left the folios of `unmapped` with no mapping at
+// all: pins its own GUP calls still hold on them can no longer be reached
+// through any address, so they are reported as leaked at "munmap".
+void pin_track_munmap(Kernel& k, int pid, const std::vector<const Folio*>& unmapped);
 // Frames held by quarantined (leaked) pins of `k`.
 unsigned long pin_track_quarantined_pages(Kernel& k);
 // Outstanding PINs of `k` recorded for `owner` (an owner scope's owner or a

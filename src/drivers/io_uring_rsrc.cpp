@@ -360,6 +360,17 @@ long io_import_check(IoRing& ring, unsigned idx, unsigned long addr, unsigned lo
     return r < 0 ? r : 0;
 }
 
+// exit_files() closing the ring's fd: io_ring_ctx_free() unregisters the
+// buffers, dropping their pins and the user's locked_vm charge. The handle
+// stays valid until pl_io_uring_exit(); other calls now give -ESRCH.
+void ring_close_on_exit(void* obj) {
+    auto* ring = static_cast<IoRing*>(obj);
+    sync::WriteGuard g(ring->uring_lock);
+    AsTask as(ring->task);
+    unregister_locked(*ring);
+    ring->task = nullptr;
+}
+
 }  // namespace
 
 extern "C" {
@@ -378,6 +389,7 @@ pl_io_uring* pl_io_uring_setup(task_struct* t, unsigned entries) {
     ring->kernel = &ring->task->kernel;
     ring->entries = entries;
     registry().add(ring);
+    ring->task->files_add(ring, ring_close_on_exit);
     return reinterpret_cast<pl_io_uring*>(ring);
 }
 
@@ -388,6 +400,7 @@ void pl_io_uring_exit(pl_io_uring* r) {
     {
         sync::WriteGuard g(ring->uring_lock);
         if (ring->task && !task_alive(*ring->kernel, ring->task)) ring->task = nullptr;
+        if (ring->task) ring->task->files_remove(ring);
         AsTask as(ring->task);
         unregister_locked(*ring);
     }

@@ -192,6 +192,17 @@ long dma_access(VfioContainer& c, unsigned long iova, unsigned long len, bool wr
     return static_cast<long>(done);
 }
 
+// exit_files() closing the container fd: vfio_iommu_type1_release() removes
+// every DMA mapping, unpinning and uncharging. The handle stays valid until
+// pl_vfio_close(); other calls now give -ESRCH.
+void container_close_on_exit(void* obj) {
+    auto* c = static_cast<VfioContainer*>(obj);
+    sync::WriteGuard g(c->lock);
+    for (auto& [iova, dma] : c->dmas) remove_dma(*c, dma);
+    c->dmas.clear();
+    c->task = nullptr;
+}
+
 }  // namespace
 
 extern "C" {
@@ -205,6 +216,7 @@ pl_vfio_container* pl_vfio_open(task_struct* t) {
     c->task = reinterpret_cast<Task*>(t);
     c->kernel = &c->task->kernel;
     registry().add(c);
+    c->task->files_add(c, container_close_on_exit);
     return reinterpret_cast<pl_vfio_container*>(c);
 }
 
@@ -215,6 +227,7 @@ void pl_vfio_close(pl_vfio_container* pc) {
     {
         sync::WriteGuard g(c->lock);
         if (c->task && !task_alive(*c->kernel, c->task)) c->task = nullptr;
+        if (c->task) c->task->files_remove(c);
         for (auto& [iova, dma] : c->dmas) remove_dma(*c, dma);
         c->dmas.clear();
     }

@@ -10,6 +10,7 @@
 #include "gup/gup_fast.h"
 
 #include "base/sync/rcu.h"
+#include "debug/pin_tracker.h"
 #include "fs/inode.h"
 #include "gup/foll_flags.h"
 #include "gup/longterm_pinnable.h"
@@ -85,7 +86,13 @@ bool record_leaf_pages(Walk& w, pfn_t pfn, vaddr_t addr, vaddr_t end, uint64_t s
                        entry_t orig) {
     // The PMD/PUD leaf rules are the PTE rules applied to one entry.
     if (!present(orig) || (orig & PROTNONE) || !access_permitted(orig, w.write()) || special(orig)) return false;
-    if (devmap(orig) && (w.flags & FOLL_LONGTERM)) return false;
+    if (devmap(orig)) {
+        // gup_fast_devmap_{pmd,pud}_leaf(): no pgmap behind the pfn
+        // (get_dev_pagemap() is NULL) means back off, as for devmap PTEs.
+        if (w.flags & FOLL_LONGTERM) return false;
+        Page* p = w.mem.pfn_to_page(pfn);
+        if (!p || !w.mem.page_pgmap(p)) return false;
+    }
     Page* head = w.mem.pfn_to_page(pfn);
     if (!head) {
         // Neither special nor devmap, yet no struct page: the entry seed 003
@@ -113,6 +120,9 @@ bool record_leaf_pages(Walk& w, pfn_t pfn, vaddr_t addr, vaddr_t end, uint64_t s
     }
     for (int i = 0; i < refs; ++i) w.pages[w.nr++] = first + i;
     folio->set(PG_referenced);
+    if (test_bit(head, PG_pfn_inserted))
+        pin_track_pfnmap_gup(w.k, folio, first, "gup_fast_pmd_leaf",
+                             "a PMD/PUD leaf inserted by vmf_insert_pfn_pmd/pud() that is neither special nor devmap");
     return true;
 }
 
@@ -175,6 +185,8 @@ bool walk_range(Walk& w, const MmStruct& mm, vaddr_t addr, vaddr_t end) {
             }
             folio->set(PG_referenced);
             w.pages[w.nr++] = page;
+            if (test_bit(page, PG_pfn_inserted))
+                pin_track_pfnmap_gup(w.k, folio, page, "gup_fast_pte_range", "a PFN PTE without pte_special");
         }
     }
     return true;

@@ -54,11 +54,19 @@ bool is_device_coherent(const PhysMem& mem, const Folio* f) {
     return pg && pg->type == PgmapType::DeviceCoherent;
 }
 
+// On the LRU, for the model: anonymous and page-cache folios. A driver's
+// own pages (a dma-buf heap's, vm_insert_page()'s) never are.
+bool on_lru(const Folio* f) { return f->is_anon() || f->mapping() != nullptr; }
+
 // collect_longterm_unpinnable_folios(): each folio once (equal neighbours are
 // skipped, as upstream does; a folio that reappears later in the array is
-// found by the list check). The model has no per-CPU LRU batches to drain and
-// every folio it could migrate is "on the LRU", so isolation is a reference.
-std::vector<Collected> collect(Kernel& k, const PagesOrFolios& pofs) {
+// found by the list check). The model has no per-CPU LRU batches to drain, so
+// isolation is a reference. A folio that cannot be isolated (not on the LRU,
+// not hugetlb, not device-coherent) stays where it is: since v6.14
+// (1aaf8c122918) it is skipped and stays pinned; before, it was counted
+// (*stuck), the pins were dropped and retaken, and __gup_longterm_locked()
+// looped forever.
+std::vector<Collected> collect(Kernel& k, const PagesOrFolios& pofs, bool* stuck) {
     std::vector<Collected> out;
     Folio* prev = nullptr;
     for (unsigned long i = 0; i < pofs.nr; ++i) {
@@ -69,8 +77,13 @@ std::vector<Collected> collect(Kernel& k, const PagesOrFolios& pofs) {
         bool seen = false;
         for (const auto& c : out) seen |= c.folio == f;
         if (seen) continue;
+        const bool coherent = is_device_coherent(*k.mem, f);
+        if (!coherent && !f->is_hugetlb() && !on_lru(f)) {
+            if (!k.cfg.era_at_least(Era::current)) *stuck = true;
+            continue;
+        }
         f->ref_add(1);  // folio_isolate_lru()/isolate_hugetlb(): a transient reference
-        out.push_back({f, is_device_coherent(*k.mem, f)});
+        out.push_back({f, coherent});
     }
     return out;
 }
@@ -109,8 +122,9 @@ long migrate_unpinnable(Kernel& k, const PagesOrFolios& pofs, std::vector<Collec
 }
 
 long check_and_migrate(Kernel& k, const PagesOrFolios& pofs) {
-    std::vector<Collected> list = collect(k, pofs);
-    if (list.empty()) return 0;
+    bool stuck = false;
+    std::vector<Collected> list = collect(k, pofs, &stuck);
+    if (list.empty() && !stuck) return 0;
     return migrate_unpinnable(k, pofs, list);
 }
 
@@ -128,9 +142,10 @@ long gup_longterm_locked(MmStruct& mm, vaddr_t start, unsigned long nr_pages, Pa
                          unsigned gup_flags) {
     if (!(gup_flags & FOLL_LONGTERM)) return __get_user_pages_locked(mm, start, nr_pages, pages, locked, gup_flags);
     MemallocPinScope pin_scope;  // memalloc_pin_save()
-    // Upstream loops while migration succeeds. A folio that comes back
-    // unpinnable after every round (it cannot be in the model, whose targets
-    // are GFP_USER) would spin forever; the model gives up with a warning.
+    // Upstream loops while migration "succeeds". A folio that comes back
+    // unpinnable after every round (before v6.14: one that cannot be
+    // isolated, see collect()) spins forever there; the model gives up with
+    // a warning.
     constexpr int kMaxRounds = 64;
     for (int round = 0; round < kMaxRounds; ++round) {
         // The caller's lock state for the first round; ours afterwards.

@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <string>
 
+#include "debug/pin_tracker.h"
 #include "gup/foll_flags.h"
 #include "gup/gup_vmas_tracker.h"
 #include "gup/pin_accounting.h"
@@ -128,6 +129,7 @@ FollowResult follow_page_mask(Vma& vma, vaddr_t addr, unsigned flags, unsigned l
     if (pte::protnone(e) && (flags & FOLL_HONOR_NUMA_FAULT)) return {};
 
     const bool huge_leaf = leaf.level != PtLevel::Pte;
+    bool pfn_leaf = false;  // a leaf that holds no reference on the page it maps
     unsigned long nr = 1;
     Page* page = nullptr;
     if (!huge_leaf) {
@@ -135,6 +137,18 @@ FollowResult follow_page_mask(Vma& vma, vaddr_t addr, unsigned flags, unsigned l
     } else {
         nr = 1UL << (level_shift(leaf.level) - PAGE_SHIFT);
         Page* head = vm_normal_page_huge(vma, addr, e, leaf.level);
+        // follow_huge_pmd()/_pud() (follow_trans_huge_pmd() in v5.x) take
+        // pmd_page() without asking vm_normal_page_pmd(): a huge PFN leaf of
+        // a VM_MIXEDMAP VMA with a struct page behind it is grabbed, special
+        // or not (VM_PFNMAP never gets here: check_vma_flags(); devmap goes
+        // to follow_devmap_pmd(), -EFAULT without a pgmap). Seed 003.
+        if (!head && (vma.flags & VM_MIXEDMAP) && !pte::devmap(e)) {
+            Page* raw = entry_page(vma, addr, e, leaf.level);
+            if (raw && !k.mem->is_zero_folio(page_folio(raw))) {
+                head = raw;
+                pfn_leaf = test_bit(raw, PG_pfn_inserted);
+            }
+        }
         if (head) page = head + ((addr >> PAGE_SHIFT) & (nr - 1));
     }
 
@@ -156,6 +170,9 @@ FollowResult follow_page_mask(Vma& vma, vaddr_t addr, unsigned flags, unsigned l
 
     Status s = try_grab_folio(k, page_folio(page), 1, flags);
     if (!s) return {nullptr, s.error().negative()};
+    if (pfn_leaf && (flags & (FOLL_GET | FOLL_PIN)))
+        pin_track_pfnmap_gup(k, page_folio(page), page, "follow_huge_pmd",
+                             "a huge PFN leaf of a VM_MIXEDMAP VMA (pmd_page() taken without vm_normal_page_pmd())");
     if ((flags & FOLL_TOUCH) && !k.mem->is_zero_folio(page_folio(page))) {
         if (huge_leaf) {
             // touch_pmd()/touch_pud(): young, and dirty for a write.

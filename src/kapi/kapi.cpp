@@ -4,7 +4,11 @@
 
 #include <csignal>
 #include <cstring>
+#include <memory>
+#include <mutex>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "debug/invariants.h"
 #include "debug/pin_tracker.h"
@@ -29,6 +33,8 @@ using namespace pl;
 namespace {
 
 thread_local std::string t_error;
+// pl_pin_owner_begin()'s scopes on this thread, innermost last.
+thread_local std::vector<std::unique_ptr<PinOwnerScope>> t_owner_scopes;
 
 void set_error(std::string s) { t_error = std::move(s); }
 void clear_error() { t_error.clear(); }
@@ -126,11 +132,40 @@ void pl_kernel_free(pl_kernel* k) {
         std::lock_guard g(g_kernels_mu);
         std::erase(g_kernels, K(k));
     }
-    // The end of the run: pins still held leak (each reported once).
+    // The end of the run: every task exits (closing its rings and
+    // containers), and pins still held then leak (each reported once).
+    K(k)->exit_all_tasks();
     pin_track_leak_scan(*K(k), "pl_kernel_free");
     vmas_forget_kernel(*K(k));
     pin_track_forget_kernel(*K(k));
     delete K(k);
+}
+
+int pl_pin_owner_begin(const char* owner, const char* site) {
+    if (!owner) return static_cast<int>(einval("pl_pin_owner_begin", "owner"));
+    // Records keep the strings' pointers: intern them for the process's life.
+    static std::mutex mu;
+    static std::set<std::string> names;
+    const char* o;
+    const char* s = nullptr;
+    {
+        std::lock_guard g(mu);
+        o = names.insert(owner).first->c_str();
+        if (site) s = names.insert(site).first->c_str();
+    }
+    t_owner_scopes.push_back(std::make_unique<PinOwnerScope>(o, s));
+    clear_error();
+    return 0;
+}
+
+int pl_pin_owner_end(void) {
+    if (t_owner_scopes.empty()) {
+        set_error("pl_pin_owner_end: -EINVAL: no pl_pin_owner_begin() is open on this thread");
+        return -EINVAL;
+    }
+    t_owner_scopes.pop_back();
+    clear_error();
+    return 0;
 }
 
 const char* pl_last_error(void) { return t_error.c_str(); }
@@ -220,7 +255,9 @@ void pl_exit(task_struct* t) {
     if (!t) return;
     Task* task = T(t);
     exit_task_mm(task);
+    exit_files(task);
     Kernel& kern = task->kernel;
+    pin_track_task_exit(kern, task->pid);
     kern.task_free(task);
     // The last task gone, no user is left to unpin: what is still pinned leaked.
     if (kern.tasks().empty()) pin_track_leak_scan(kern, "exit");
@@ -267,7 +304,7 @@ pl_file* pl_dev_open(pl_kernel* k, const char* device) {
     if (!device) return einval("pl_dev_open", "device"), nullptr;
     auto f = dev_open(*K(k), device);
     if (!f) {
-        fail("pl_dev_open", f.error(), std::string("no device '") + device + "' (expected pfnmap or mixedmap)");
+        fail("pl_dev_open", f.error(), std::string("no device '") + device + "' (expected pfnmap, mixedmap or iomem)");
         return nullptr;
     }
     clear_error();

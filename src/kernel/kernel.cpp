@@ -24,8 +24,14 @@ Result<std::unique_ptr<Kernel>> Kernel::create(const Config& cfg) {
 }
 
 Kernel::~Kernel() {
+    exit_all_tasks();
+    // Frees deferred by RCU (page tables) must run before memory goes away.
+    sync::rcu_barrier();
+}
+
+void Kernel::exit_all_tasks() {
     // Exit every task: their address spaces go, and with them the mappings'
-    // references on files and frames.
+    // references on files and frames; then their open rings and containers.
     while (true) {
         Task* t = nullptr;
         {
@@ -34,10 +40,9 @@ Kernel::~Kernel() {
             t = tasks_.front().get();
         }
         exit_task_mm(t);
+        exit_files(t);
         task_free(t);
     }
-    // Frees deferred by RCU (page tables) must run before memory goes away.
-    sync::rcu_barrier();
 }
 
 Result<Task*> Kernel::task_new() {

@@ -53,6 +53,8 @@ public:
 
     // --- tasks ----------------------------------------------------------------
     Result<Task*> task_new();
+    // do_exit() of every task (exit_mm(), then exit_files()).
+    void exit_all_tasks();
     // Unlinks and frees an exited task (its mm already released).
     void task_free(Task* t);
     std::vector<Task*> tasks() const;

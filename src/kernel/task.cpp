@@ -1,6 +1,7 @@
 #include "kernel/task.h"
 
 #include <cerrno>
+#include <utility>
 
 #include "kernel/kernel.h"
 
@@ -25,6 +26,28 @@ int task_account_locked(Task& t, sync::Atomic<unsigned long>& counter, long delt
         if (!t.cap_ipc_lock.load() && want > limit) return -ENOMEM;
         if (counter.compare_exchange(cur, want)) return 0;
     }
+}
+
+void Task::files_add(void* obj, void (*close)(void*)) {
+    sync::SpinGuard g(files_lock_);
+    files_.push_back(OpenFile{obj, close});
+}
+
+void Task::files_remove(void* obj) {
+    sync::SpinGuard g(files_lock_);
+    std::erase_if(files_, [&](const OpenFile& f) { return f.obj == obj; });
+}
+
+std::vector<Task::OpenFile> Task::files_take() {
+    sync::SpinGuard g(files_lock_);
+    return std::exchange(files_, {});
+}
+
+void exit_files(Task* t) {
+    // Newest first, as a close of the highest fd first would not matter here
+    // but keeps teardown the reverse of setup.
+    auto files = t->files_take();
+    for (auto it = files.rbegin(); it != files.rend(); ++it) it->close(it->obj);
 }
 
 bool task_alive(Kernel& k, const Task* t) {

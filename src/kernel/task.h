@@ -2,8 +2,10 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include "base/sync/atomic.h"
+#include "base/sync/spinlock.h"
 
 namespace pl {
 
@@ -39,6 +41,7 @@ public:
     sync::Atomic<bool> cap_ipc_lock{false};
     sync::Atomic<unsigned long> user_locked_vm{0};  // pages (io_uring)
     sync::Atomic<unsigned long> locked_vm{0};       // pages (vfio type1)
+    sync::Atomic<unsigned long> pinned_vm{0};       // pages (ib_umem: mm->pinned_vm)
 
     // ptrace access as process_vm_readv/writev check it (mm_access() with
     // PTRACE_MODE_ATTACH_REALCREDS), reduced to what the model knows: the pid
@@ -47,7 +50,27 @@ public:
     // CAP_SYS_PTRACE, no Yama restriction).
     sync::Atomic<int> parent_pid{0};
     sync::Atomic<bool> ptrace_allowed{false};
+
+    // The task's file table, reduced to the driver objects that pin (an
+    // io_uring ring, a vfio container): do_exit() closes them in
+    // exit_files(), after exit_mm(), and closing releases their pins. An
+    // object closed by its user first removes itself. `close` runs as the
+    // exiting task, which is still alive then.
+    struct OpenFile {
+        void* obj;
+        void (*close)(void* obj);
+    };
+    void files_add(void* obj, void (*close)(void*));
+    void files_remove(void* obj);
+    std::vector<OpenFile> files_take();
+
+private:
+    sync::Spinlock files_lock_;
+    std::vector<OpenFile> files_ PL_GUARDED_BY(files_lock_);
 };
+
+// do_exit()'s exit_files(): closes every object in t's file table.
+void exit_files(Task* t);
 
 // Charges `delta` pages (negative: uncharges) to `counter` of `t`, refusing
 // with -ENOMEM a charge that would pass RLIMIT_MEMLOCK unless the task has

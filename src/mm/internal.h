@@ -134,7 +134,10 @@ vm_fault_t vmf_insert_pfn_pud(Vma& vma, vaddr_t addr, pfn_t pfn, unsigned pfn_fl
 // splitting PMD leaves that are only partly covered. Caller holds mmap_lock
 // (or, for unmap_mapping_range, the file's i_mmap_rwsem).
 enum class ZapFilter : uint8_t { All, SkipAnon };
-void zap_vma_range_details(Vma& vma, vaddr_t start, vaddr_t end, ZapFilter filter);
+// `unmapped_pinned`, when given, collects the folios left with no mapping
+// at all that may be pinned (munmap()'s leak check, debug/pin_tracker).
+void zap_vma_range_details(Vma& vma, vaddr_t start, vaddr_t end, ZapFilter filter,
+                           std::vector<const Folio*>* unmapped_pinned = nullptr);
 inline void zap_vma_range(Vma& vma, vaddr_t start, vaddr_t end) {
     zap_vma_range_details(vma, start, end, ZapFilter::All);
 }

@@ -272,7 +272,9 @@ vm_fault_t finish_file_fault(FaultCtx& f, entry_t* slot, Page* page, bool write)
     // slip in between. The model rechecks, under the page-table lock, that the
     // folio is still in the file: truncation clears folio->mapping before its
     // second unmap_mapping_range(), which takes this lock.
-    bool truncated = vma.file && folio->mapping() != &vma.file->inode->mapping;
+    // A driver's page (->fault of a device file: dma-buf's CMA heap before
+    // v6.9) never was in a page cache, so it cannot have been truncated.
+    bool truncated = vma.file && vma.file->inode->fs != FsKind::Device && folio->mapping() != &vma.file->inode->mapping;
     if (!none(sync::load(*slot)) || truncated) {
         mem_of(vma).folio_put(folio);
         return 0;
@@ -444,6 +446,15 @@ bool pfn_devmap(const Vma& vma, unsigned pfn_flags) {
     return cfg_of(vma).arch_pte_devmap && (pfn_flags & (PFN_DEV | PFN_MAP)) == (PFN_DEV | PFN_MAP);
 }
 
+// Model bookkeeping, no upstream counterpart: a page with a struct page that
+// a PFN insert mapped (not as devmap) holds no reference for the entry; GUP
+// reports it if it ever takes that page (pin_track_pfnmap_gup). The mark
+// goes when the frame is freed (physmem resets the flags).
+void mark_pfn_inserted(const Vma& vma, entry_t e) {
+    if (devmap(e)) return;
+    if (Page* p = mem_of(vma).pfn_to_page(pte::pfn(e))) set_bit(p, PG_pfn_inserted);
+}
+
 vm_fault_t insert_pfn_entry(Vma& vma, vaddr_t addr, pfn_t pfn, unsigned pfn_flags) {
     MmStruct& mm = *vma.mm;
     sync::SpinGuard g(mm.page_table_lock);
@@ -452,6 +463,7 @@ vm_fault_t insert_pfn_entry(Vma& vma, vaddr_t addr, pfn_t pfn, unsigned pfn_flag
     if (!none(sync::load(*slot))) return VM_FAULT_NOPAGE;  // already mapped
     entry_t e = mk(pfn, vma.page_prot() | YOUNG);
     e = pfn_devmap(vma, pfn_flags) ? (e | DEVMAP) : mkspecial(vma, e);
+    mark_pfn_inserted(vma, e);
     sync::store(*slot, e);
     return VM_FAULT_NOPAGE;
 }
@@ -513,6 +525,7 @@ vm_fault_t insert_pfn_huge(Vma& vma, vaddr_t addr, pfn_t pfn, unsigned pfn_flags
     if (pfn_devmap(vma, pfn_flags)) e |= DEVMAP;
     else if (cfg_of(vma).arch_pmd_special) e |= SPECIAL;
     if (write_entry) e = mkdirty(mkwrite(e));
+    mark_pfn_inserted(vma, e);
     sync::store(*slot, e);
     return VM_FAULT_NOPAGE;
 }
@@ -538,7 +551,8 @@ Status vm_insert_page(Vma& vma, vaddr_t addr, Page* page) {
 // Zap
 // ---------------------------------------------------------------------------
 
-void zap_vma_range_details(Vma& vma, vaddr_t start, vaddr_t end, ZapFilter filter) {
+void zap_vma_range_details(Vma& vma, vaddr_t start, vaddr_t end, ZapFilter filter,
+                           std::vector<const Folio*>* unmapped_pinned) {
     MmStruct& mm = *vma.mm;
     PhysMem& mem = mem_of(vma);
     sync::SpinGuard g(mm.page_table_lock);
@@ -581,6 +595,7 @@ void zap_vma_range_details(Vma& vma, vaddr_t start, vaddr_t end, ZapFilter filte
             long nr = leaf.level == PtLevel::Pte ? 1 : static_cast<long>(span >> PAGE_SHIFT);
             folio_remove_rmap(folio, page, 1, vma, lvl);
             account_rss(vma, folio, -nr);
+            if (unmapped_pinned && !folio->mapped() && folio->maybe_dma_pinned()) unmapped_pinned->push_back(folio);
             put_mapped(vma, folio);
         } else {
             if (filter == ZapFilter::SkipAnon && !vma.is_shared()) {

@@ -6,7 +6,9 @@
 #include "fs/file.h"
 #include "fs/fs.h"
 #include "fs/inode.h"
+#include "debug/pin_tracker.h"
 #include "gup/populate.h"
+#include "kernel/task.h"
 #include "mm/anon_vma.h"
 #include "mm/internal.h"
 
@@ -153,13 +155,17 @@ Status do_munmap(MmStruct& mm, vaddr_t start, uint64_t len) {
     if (victims.empty()) return ok_status();
     Vma* prev = mm.prev_vma(victims.front());
     Vma* next = mm.next_vma(victims.back());
-    for (Vma* v : victims) zap_vma_range(*v, v->start, v->end);
+    std::vector<const Folio*> unmapped_pinned;
+    for (Vma* v : victims) zap_vma_range_details(*v, v->start, v->end, ZapFilter::All, &unmapped_pinned);
     {
         sync::SpinGuard g(mm.page_table_lock);
         mm.pgtable.free_pgtables(victims.front()->start, victims.back()->end, prev ? prev->end : 0,
                                  next ? next->start : TASK_SIZE + PAGE_SIZE);
     }
     for (Vma* v : victims) vma_destroy(mm, v);
+    // Pins the unmapping task took itself and can no longer reach (the pin
+    // tracker's munmap leak check; model bookkeeping, nothing upstream does).
+    if (Task* t = current(); t && t->mm == &mm) pin_track_munmap(mm.kernel, t->pid, unmapped_pinned);
     return ok_status();
 }
 

@@ -637,6 +637,19 @@ Result<Folio*> PhysMem::alloc_folio(unsigned order, gfp_t gfp) {
     return Folio::of(pages_ + pfn);
 }
 
+Result<Folio*> PhysMem::cma_alloc_folio(unsigned order) {
+    if (order > MAX_ORDER) return Error(ENOMEM);
+    auto& z = impl_->zone(ZoneId::Normal);
+    pfn_t pfn = BAD_PFN;
+    {
+        sync::SpinGuard g(z.lock);
+        if (z.nr_free_cma >= (1ULL << order)) pfn = impl_->rmqueue_smallest(z, order, CLS_CMA);
+    }
+    if (pfn == BAD_PFN) return Error(ENOMEM);
+    impl_->prep_new_folio(pfn, order, ZoneId::Normal);
+    return Folio::of(pages_ + pfn);
+}
+
 Result<Folio*> PhysMem::alloc_folio_in(ZoneId zone, unsigned order, gfp_t gfp) {
     if (zone == ZoneId::Device) return Error(EINVAL);
     if (order > MAX_ORDER) return Error(ENOMEM);

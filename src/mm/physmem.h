@@ -93,6 +93,10 @@ public:
     Result<Folio*> alloc_folio(unsigned order, gfp_t gfp);
     // Allocate inside one zone only (migration targets, tests).
     Result<Folio*> alloc_folio_in(ZoneId zone, unsigned order, gfp_t gfp);
+    // cma_alloc() reduced to one block: a folio of 2^order pages taken from
+    // ZONE_NORMAL's MIGRATE_CMA pageblocks only (dma-buf's CMA heap). -ENOMEM
+    // when the config has no CMA or no free CMA block of that order.
+    Result<Folio*> cma_alloc_folio(unsigned order);
     // Called when a folio's refcount reaches zero: hugetlb folios go back to
     // their pool, ZONE_DEVICE folios to their pgmap (ops->page_free), others to
     // the buddy. Contents are released. Reserved pages are never freed.

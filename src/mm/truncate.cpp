@@ -9,6 +9,7 @@
 #include <cstring>
 #include <vector>
 
+#include "debug/pin_tracker.h"
 #include "fs/fs.h"
 #include "fs/fs_internal.h"
 #include "fs/inode.h"
@@ -32,6 +33,10 @@ void truncate_folio(Inode& inode, Folio* folio) {
     if (folio->mapping() != &inode.mapping) return;
     if (folio->mapped()) (void)try_to_unmap(folio);
     inode.mapping.delete_folio(folio);
+    // A pin holder (O_DIRECT, RDMA, io_uring) now writes to a page no file
+    // will ever read again: legal, and worth a report (debug/pin_tracker).
+    if (folio->maybe_dma_pinned())
+        (void)pin_track_moved(inode.kernel, folio, nullptr, "truncate_inode_pages_range", "truncated out of its file");
 }
 
 // Removes the folios that start in [first, last) (page indices).

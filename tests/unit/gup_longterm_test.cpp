@@ -291,3 +291,42 @@ TEST_F(GupLongterm, CheckAndMigrateKeepsPinnableRanges) {
 
 }  // namespace
 }  // namespace pl::test
+
+namespace pl::test {
+namespace {
+
+// A FOLL_LONGTERM pin of a driver page that sits in CMA but is not on the
+// LRU (a v6.5 CMA dma-buf heap page, faulted in with get_page()): it cannot
+// be isolated for migration. Before v6.14 (1aaf8c122918)
+// collect_longterm_unpinnable_folios() still counted it, so
+// __gup_longterm_locked() dropped and retook the pins forever; the model
+// stops after its round cap with a WARN and -ENOMEM.
+class GupLongtermNonLru : public KernelTest {
+protected:
+    void SetUp() override {
+        KernelTest::SetUp();
+        reboot("ram=512M hugetlb_2m=8 hugetlb_1g=0 cma=64M era=v6.5");
+    }
+};
+
+TEST_F(GupLongtermNonLru, NonLruCmaPageLoopsBeforeV6_14) {
+    expect_reports("warn", 1);
+    pl_file* f = pl_dma_heap_alloc(k, "cma", kPage, 0, 0);
+    ASSERT_NE(f, nullptr) << pl_last_error();
+    files.push_back(f);
+    unsigned long a = map(t, kPage, PROT_READ | PROT_WRITE, MAP_SHARED, f);
+    ASSERT_EQ(pl_memset(t, a, 3, kPage), static_cast<long>(kPage));
+    pl_set_current(t);
+    page* p[1] = {};
+    const unsigned long acquired = pl_vmstat(k, "nr_foll_pin_acquired");
+    EXPECT_EQ(pin_user_pages_fast(a, 1, FOLL_WRITE | FOLL_LONGTERM, p), -ENOMEM);
+    EXPECT_GT(pl_vmstat(k, "nr_foll_pin_acquired") - acquired, 1UL) << "pinned, dropped and pinned again";
+    EXPECT_EQ(pl_pin_balance(k, nullptr), 0);
+    EXPECT_NE(std::string(pl_dmesg(k)).find("migration rounds"), std::string::npos) << pl_dmesg(k);
+    // Without FOLL_LONGTERM nothing needs to move.
+    ASSERT_EQ(pin_user_pages_fast(a, 1, FOLL_WRITE, p), 1);
+    unpin_user_page(p[0]);
+}
+
+}  // namespace
+}  // namespace pl::test

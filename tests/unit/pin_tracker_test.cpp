@@ -155,6 +155,7 @@ TEST_F(PinTracker, PutPageReportNamesTheDriverScope) {
 TEST_F(PinTracker, PutPageFreeingAPinnedFolioIsReported) {
     expect_reports("put_page_on_pinned", 1);
     expect_reports("pinned_page_moved", 1);
+    expect_reports("leak", 1);  // at munmap: the pinned THP has no mapping left
     unsigned long a = map(4UL << 20);
     unsigned long h = (a + (2UL << 20) - 1) & ~((2UL << 20) - 1);
     ASSERT_EQ(pl_madvise(t, h, 2UL << 20, MADV_HUGEPAGE), 0);
@@ -248,6 +249,92 @@ TEST_F(PinTracker, UnpinnedBeforeExitDoesNotLeak) {
     t = nullptr;
     EXPECT_EQ(pl_warning_count(k, "leak"), 0) << pl_dmesg(k);
     EXPECT_EQ(pl_nr_quarantined_pages(k), 0UL);
+}
+
+// A pin the task's own GUP call took is the task's to release: its exit
+// reports it at once (naming the pid), even with other tasks still alive.
+TEST_F(PinTracker, BarePinLeaksAtItsTasksExit) {
+    expect_reports("leak", 1);
+    task_struct* c = pl_fork(t);
+    ASSERT_NE(c, nullptr);
+    unsigned long a = map(c, kPage);
+    ASSERT_EQ(pl_memset(c, a, 1, kPage), static_cast<long>(kPage));
+    pl_set_current(c);
+    page* p[1] = {};
+    ASSERT_EQ(pin_user_pages_fast(a, 1, FOLL_WRITE, p), 1);
+    pl_set_current(t);
+    const int pid = pl_task_pid(c);
+    pl_exit(c);
+    ASSERT_EQ(pl_warning_count(k, "leak"), 1) << pl_dmesg(k);
+    EXPECT_TRUE(has(text(0), "pin_user_pages_fast in pid " + std::to_string(pid))) << text(0);
+    EXPECT_TRUE(has(text(0), "at exit")) << text(0);
+    EXPECT_EQ(pl_nr_quarantined_pages(k), 1UL);
+}
+
+// munmap() of the last mapping of a page the unmapping task pinned itself:
+// nothing can reach the pin through an address any more (leak at munmap).
+// A pin on a page that stays mapped elsewhere (here: a fork child's COW
+// share) is not reported.
+TEST_F(PinTracker, BarePinOfAFullyUnmappedPageLeaksAtMunmap) {
+    expect_reports("leak", 1);
+    unsigned long a = anon(2);
+    page* p[2] = {};
+    ASSERT_EQ(pin_user_pages_fast(a, 2, 0, p), 2);  // R/O pins: the pages stay shareable
+    task_struct* c = pl_fork(t);
+    ASSERT_NE(c, nullptr);
+    // The child still maps page 1 (R/O pins keep exclusive anon pages
+    // copied at fork, so the child got copies: unmap the child's too).
+    ASSERT_EQ(pl_munmap(c, a, 2 * kPage), 0);
+    ASSERT_EQ(pl_munmap(t, a + kPage, kPage), 0);
+    ASSERT_EQ(pl_warning_count(k, "leak"), 1) << pl_dmesg(k);
+    EXPECT_TRUE(has(text(0), "at munmap")) << text(0);
+    EXPECT_TRUE(has(text(0), pfn_hex(p[1]))) << text(0);
+    unpin_user_page(p[0]);
+    unpin_user_page(p[1]);  // released late: the pin goes, the report stands
+    EXPECT_EQ(pl_pin_balance(k, nullptr), 0);
+    EXPECT_EQ(pl_nr_quarantined_pages(k), 0UL);
+    pl_exit(c);
+}
+
+// Pins taken inside a C owner scope belong to that owner (a driver object
+// that outlives the mapping and the task): munmap and the task's exit do
+// not report them; the end of the run does.
+TEST_F(PinTracker, OwnerScopePinsOutliveMunmapAndTaskExit) {
+    expect_reports("leak", 1);
+    unsigned long a = anon(1);
+    page* p[1] = {};
+    ASSERT_EQ(pl_pin_owner_begin("mydrv", "mydrv_ioctl"), 0);
+    ASSERT_EQ(pin_user_pages_fast(a, 1, FOLL_WRITE | FOLL_LONGTERM, p), 1);
+    ASSERT_EQ(pl_pin_owner_end(), 0);
+    EXPECT_EQ(pl_pin_owner_end(), -EINVAL) << "no scope left";
+    EXPECT_EQ(pl_pin_owner_begin(nullptr, nullptr), -EINVAL);
+    EXPECT_EQ(pl_pin_balance(k, "mydrv"), 1);
+    ASSERT_EQ(pl_munmap(t, a, kPage), 0);
+    task_struct* other = pl_task_new(k);  // keeps the run going after t exits
+    pl_exit(t);
+    t = other;
+    EXPECT_EQ(pl_warning_count(k, "leak"), 0) << pl_dmesg(k);
+    pl_exit(t);  // the last task: the end of the run, and the driver never released it
+    t = nullptr;
+    ASSERT_EQ(pl_warning_count(k, "leak"), 1) << pl_dmesg(k);
+    EXPECT_TRUE(has(text(0), "mydrv:mydrv_ioctl")) << text(0);
+}
+
+// Truncating a pinned page-cache page: the pin holder keeps a page no file
+// will read again (truncate_inode_pages_range()); legal, and reported.
+TEST_F(PinTracker, TruncatingAPinnedPageIsReported) {
+    expect_reports("pinned_page_moved", 1);
+    pl_file* f = file("tmpfs", 2 * kPage);
+    unsigned long a = map(t, 2 * kPage, PROT_READ | PROT_WRITE, MAP_SHARED, f);
+    ASSERT_EQ(pl_memset(t, a, 7, 2 * kPage), static_cast<long>(2 * kPage));
+    page* p[1] = {};
+    ASSERT_EQ(pin_user_pages_fast(a + kPage, 1, FOLL_WRITE, p), 1);
+    ASSERT_EQ(pl_ftruncate(f, kPage), 0);
+    ASSERT_EQ(pl_warning_count(k, "pinned_page_moved"), 1) << pl_dmesg(k);
+    EXPECT_TRUE(has(text(0), "truncated")) << text(0);
+    EXPECT_TRUE(has(text(0), pfn_hex(p[0]))) << text(0);
+    unpin_user_page(p[0]);
+    EXPECT_EQ(pl_pin_balance(k, nullptr), 0);
 }
 
 // ---- dangling vmas[] (seed 002), routed through the tracker ---------------------------

@@ -247,6 +247,24 @@ TEST_F(Vfio, ForkKeepsDmaPagesWithParent) {
     pl_exit(c);
 }
 
+// A container still holding mappings when its task exits: exit_files()
+// closes it (vfio_iommu_type1_release() unmaps and unpins), so nothing leaks
+// and pl_vfio_close() afterwards only frees the handle.
+TEST_F(Vfio, ContainerClosedAtTaskExit) {
+    task_struct* c = pl_fork(t);
+    ASSERT_NE(c, nullptr);
+    unsigned long a = map(c, 4 * kPage);
+    pl_vfio_container* ct = pl_vfio_open(c);
+    ASSERT_NE(ct, nullptr);
+    ASSERT_EQ(pl_vfio_map_dma(ct, 0, a, 4 * kPage, RW), 0);
+    EXPECT_EQ(balance(), 4u);
+    pl_exit(c);
+    EXPECT_EQ(balance(), 0u);
+    EXPECT_EQ(pl_warning_count(k, "leak"), 0) << pl_dmesg(k);
+    EXPECT_EQ(pl_vfio_map_dma(ct, 0x10000, a, kPage, RW), -ESRCH);
+    pl_vfio_close(ct);
+}
+
 // Closing the container unmaps everything.
 TEST_F(Vfio, CloseUnpinsEverything) {
     unsigned long a = map(t, 8 * kPage);
