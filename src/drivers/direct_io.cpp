@@ -42,18 +42,6 @@ HandleRegistry<Dio>& registry() {
     return r;
 }
 
-// The submission runs in the caller's context (current), as the syscall does.
-class AsTask {
-public:
-    explicit AsTask(Task* t) : saved_(current()) { set_current(t); }
-    ~AsTask() { set_current(saved_); }
-    AsTask(const AsTask&) = delete;
-    AsTask& operator=(const AsTask&) = delete;
-
-private:
-    Task* saved_;
-};
-
 // invalidate_inode_pages2_range(): every folio of [first, last] leaves the
 // page cache, mapped or pinned (the refcount is ignored: a pinned folio lives
 // on outside the cache). A folio dirtied again since the flush cannot be

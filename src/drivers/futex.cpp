@@ -20,18 +20,6 @@ using namespace pl;
 
 namespace {
 
-// The lookup runs in the task's context (current), as the syscall does.
-class AsTask {
-public:
-    explicit AsTask(Task* t) : saved_(current()) { set_current(t); }
-    ~AsTask() { set_current(saved_); }
-    AsTask(const AsTask&) = delete;
-    AsTask& operator=(const AsTask&) = delete;
-
-private:
-    Task* saved_;
-};
-
 int get_futex_key(Task& t, unsigned long address, bool shared, bool read_only_ok, FutexKey* key) {
     // The futex word is a naturally aligned u32.
     if (address % sizeof(uint32_t)) return -EINVAL;

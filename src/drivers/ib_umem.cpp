@@ -40,17 +40,6 @@ IbUmem* umem_of(pl_ib_umem* u, const char* fn) {
     return nullptr;
 }
 
-class AsTask {
-public:
-    explicit AsTask(Task* t) : saved_(current()) { set_current(t); }
-    ~AsTask() { set_current(saved_); }
-    AsTask(const AsTask&) = delete;
-    AsTask& operator=(const AsTask&) = delete;
-
-private:
-    Task* saved_;
-};
-
 // __ib_umem_release(): each scatterlist run is unpinned in one call, dirty
 // when the device could have written it.
 void umem_unpin(IbUmem& u, bool dirty) {

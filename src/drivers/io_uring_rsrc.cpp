@@ -56,18 +56,6 @@ bool ring_ok(const pl_io_uring* r, const char* fn) {
 }
 IoRing* R(pl_io_uring* r) { return reinterpret_cast<IoRing*>(r); }
 
-// The ring's calls run in its task's context (current), as a syscall would.
-class AsTask {
-public:
-    explicit AsTask(Task* t) : saved_(current()) { set_current(t); }
-    ~AsTask() { set_current(saved_); }
-    AsTask(const AsTask&) = delete;
-    AsTask& operator=(const AsTask&) = delete;
-
-private:
-    Task* saved_;
-};
-
 task_struct* TS(Task* t) { return reinterpret_cast<task_struct*>(t); }
 Kernel& kernel_of(const IoRing& ring) { return *ring.kernel; }
 

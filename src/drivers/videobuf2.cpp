@@ -41,18 +41,6 @@ bool queue_ok(const pl_vb2_queue* q, const char* fn) {
 }
 Vb2Queue* Q(pl_vb2_queue* q) { return reinterpret_cast<Vb2Queue*>(q); }
 
-// The queue's ioctls run in the opener's context (current), as a syscall.
-class AsTask {
-public:
-    explicit AsTask(Task* t) : saved_(current()) { set_current(t); }
-    ~AsTask() { set_current(saved_); }
-    AsTask(const AsTask&) = delete;
-    AsTask& operator=(const AsTask&) = delete;
-
-private:
-    Task* saved_;
-};
-
 bool write_access(const Vb2Queue& q) { return q.dir == DmaDir::FromDevice; }
 
 // vb2_create_framevec(): every frame of [start, start + length) or an error;

@@ -85,4 +85,18 @@ bool task_alive(Kernel& k, const Task* t);
 Task* current();
 void set_current(Task* t);
 
+// Runs the enclosed calls in task t's context (`current` = t, as a syscall
+// t entered would), restoring the previous task on exit. Drivers use it for
+// calls made on behalf of the task that owns their object.
+class AsTask {
+public:
+    explicit AsTask(Task* t) : saved_(current()) { set_current(t); }
+    ~AsTask() { set_current(saved_); }
+    AsTask(const AsTask&) = delete;
+    AsTask& operator=(const AsTask&) = delete;
+
+private:
+    Task* saved_;
+};
+
 }  // namespace pl
