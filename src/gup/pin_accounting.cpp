@@ -1,6 +1,8 @@
 // pinlab — GUP reference accounting and the unpin_* API (spec §5).
 #include "gup/pin_accounting.h"
 
+#include <string>
+
 #include "debug/pin_tracker.h"
 #include "gup/foll_flags.h"
 #include "kapi/kapi_internal.h"
@@ -155,6 +157,21 @@ void unpin_user_pages_dirty_lock(page** pages, unsigned long npages, bool make_d
 void unpin_user_page_range_dirty_lock(page* p, unsigned long npages, bool make_dirty) {
     if (!p) return;
     Page* pg = P(p);
+    // The range must lie in the memory map: upstream would walk off its end
+    // (and crash) for a bogus npages; the model refuses with a WARN instead.
+    Kernel* k = kapi_kernel_of_page(pg);
+    if (!k) {
+        kapi_set_error("unpin_user_page_range_dirty_lock: invalid argument 'page'");
+        return;
+    }
+    const unsigned long pfn = k->mem->page_to_pfn(pg);
+    unsigned long last = 0;
+    if (npages && (__builtin_add_overflow(pfn, npages - 1, &last) || !k->mem->pfn_valid(last))) {
+        k->warn("unpin_user_page_range_dirty_lock",
+                "npages " + std::to_string(npages) + " from pfn " + std::to_string(pfn) +
+                    " runs past the end of the memory map; nothing released");
+        return;
+    }
     for (unsigned long i = 0; i < npages;) {
         Folio* f = page_folio(pg + i);
         // The rest of this folio from pg + i, bounded by npages.

@@ -20,6 +20,15 @@ Result<std::unique_ptr<Kernel>> Kernel::create(const Config& cfg) {
     PL_TRY_ASSIGN(k->mem, PhysMem::create(cfg));
     // Allocation failures may now compact memory (migrating movable folios).
     compaction_init(*k);
+    // bad_page(): "BUG: Bad page state" in the kernel log.
+    k->mem->set_bad_page_reporter(
+        [](void* ctx, pfn_t pfn, const char* reason) {
+            char buf[32];
+            std::snprintf(buf, sizeof buf, "%#lx", static_cast<unsigned long>(pfn));
+            static_cast<Kernel*>(ctx)->warn("bad_page", std::string("BUG: Bad page state: pfn ") + buf + ": " + reason +
+                                                            "; the frame is taken out of circulation");
+        },
+        k.get());
     return k;
 }
 

@@ -42,6 +42,7 @@ enum PageFlag : unsigned {
     PG_large_rmappable,
     PG_soft_offline,
     PG_pfn_inserted,  // model-only: mapped by vmf_insert_pfn*() with no reference held (seed 003)
+    PG_bad_page,      // model-only: bad_page() took the frame out of circulation (see PhysMem::free_folio)
     PG__count
 };
 

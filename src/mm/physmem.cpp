@@ -727,6 +727,32 @@ void PhysMem::free_folio(Folio* folio) {
         return;
     }
 
+    // free_page_is_bad(): a RAM folio freed while still in a page cache (a
+    // reference was dropped that its holder still counts on, e.g. a
+    // put_page() that ate a pin) would leave the cache pointing at a free
+    // frame. Upstream's bad_page() says "Bad page state" and takes the
+    // frame out of circulation; the model does the same, and keeps the
+    // page cache's reference for it so that the cache (whose lookups would
+    // otherwise spin on a refcount of zero) can still truncate it: the
+    // frame is freed for good when truncation drops that reference.
+    if (!(f & flag(PG_hugetlb)) && head->u.h.mapping && !folio->is_anon() && !(f & flag(PG_bad_page))) {
+        sync::store(head->flags, f | flag(PG_bad_page));
+        nr_bad_pages_.fetch_add(folio->nr_pages());
+        folio->ref_add(1);
+        if (bad_page_fn_) bad_page_fn_(bad_page_ctx_, pfn, "non-NULL mapping: freed while still in the page cache");
+        return;
+    }
+    if (f & flag(PG_bad_page)) {
+        sync::store(head->flags, f & ~flag(PG_bad_page));
+        nr_bad_pages_.fetch_sub(folio->nr_pages());
+        if (head->u.h.mapping && !folio->is_anon()) {
+            folio->ref_add(1);  // still cached: keep it out of circulation
+            sync::store(head->flags, f);
+            nr_bad_pages_.fetch_add(folio->nr_pages());
+            return;
+        }
+    }
+
     if (f & flag(PG_hugetlb)) {
         // free_huge_folio(): back to the pool, still compound. A poisoned
         // one is dissolved instead and the pool shrinks.
@@ -752,6 +778,8 @@ void PhysMem::free_folio(Folio* folio) {
 
     impl_->return_to_buddy(folio);
 }
+
+uint64_t PhysMem::nr_bad_pages() const { return nr_bad_pages_.load(); }
 
 MigrateType PhysMem::pageblock_migratetype(pfn_t pfn) const {
     if (pfn >= ram_pages_) return MigrateType::Movable;

@@ -19,6 +19,7 @@
 
 #include "base/config.h"
 #include "base/result.h"
+#include "base/sync/atomic.h"
 #include "base/sync/spinlock.h"
 #include "mm/folio.h"
 #include "mm/gfp.h"
@@ -120,7 +121,13 @@ public:
     using CompactFn = bool (*)(void* ctx, ZoneId zone, unsigned order);
     void set_compactor(CompactFn fn, void* ctx) { compact_fn_ = fn; compact_ctx_ = ctx; }
 
-    // Free block heads of `zone` within [start, end), for the compactor.
+    // bad_page() reporter: the kernel installs a function that WARNs.
+    using BadPageFn = void (*)(void* ctx, pfn_t pfn, const char* reason);
+    void set_bad_page_reporter(BadPageFn fn, void* ctx) { bad_page_fn_ = fn; bad_page_ctx_ = ctx; }
+    // Frames taken out of circulation by bad_page().
+    uint64_t nr_bad_pages() const;
+
+        // Free block heads of `zone` within [start, end), for the compactor.
     // Walks only free-list heads (cheap).
     std::vector<std::pair<pfn_t, unsigned>> free_blocks(ZoneId zone) const;
 
@@ -183,6 +190,9 @@ private:
     Folio* huge_zero_folio_ = nullptr;
     CompactFn compact_fn_ = nullptr;
     void* compact_ctx_ = nullptr;
+    BadPageFn bad_page_fn_ = nullptr;
+    void* bad_page_ctx_ = nullptr;
+    sync::Atomic<uint64_t> nr_bad_pages_{0};
 };
 
 }  // namespace pl

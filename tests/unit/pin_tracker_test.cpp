@@ -169,6 +169,47 @@ TEST_F(PinTracker, PutPageFreeingAPinnedFolioIsReported) {
     EXPECT_EQ(pl_pin_balance(k, nullptr), 0) << "the pins went with the frame";
 }
 
+// A put_page() that eats a pin on a page-cache page: once the pin is
+// released too, the mapping's last put frees a folio the page cache still
+// holds. Upstream's free path says "Bad page state" (bad_page(): non-NULL
+// mapping) and takes the frame out of circulation, and its page-cache
+// lookups would spin on the refcount of zero; the model WARNs the same way,
+// keeps the frame, and truncation later frees it: no hang, no reuse.
+TEST_F(PinTracker, PutPageOnPinnedCachePageEndsAsABadPageNotAHang) {
+    expect_reports("put_page_on_pinned", 1);
+    expect_reports("warn", 1);
+    pl_file* f = file("ext4", kPage);
+    unsigned long a = map(t, kPage, PROT_READ | PROT_WRITE, MAP_SHARED, f);
+    put_str(t, a, "x");
+    page* p[1] = {};
+    ASSERT_EQ(pin_user_pages_fast(a, 1, 0, p), 1);
+    put_page(p[0]);
+    unpin_folio(page_folio(p[0]));
+    ASSERT_EQ(pl_munmap(t, a, kPage), 0);  // the mapping's put frees the cached folio
+    ASSERT_EQ(pl_warning_count(k, "warn"), 1) << pl_dmesg(k);
+    EXPECT_TRUE(has(text(1), "Bad page state")) << pl_dmesg(k);
+    EXPECT_EQ(pl_ftruncate(f, 0), 0) << "truncation does not spin, and frees the frame";
+    // The put dropped a reference nobody had taken: the reference ledger
+    // is one short for good, as the kernel's refcount would be.
+    invariants_broken_on_purpose();
+    EXPECT_EQ(pl_kernel_check(k), -1);
+    EXPECT_TRUE(has(pl_last_error(), "ledger: negative count")) << pl_last_error();
+}
+
+// unpin_user_page_range_dirty_lock() with an npages past the end of memory:
+// refused with a WARN, nothing released (upstream would walk off the map).
+TEST_F(PinTracker, UnpinRangePastTheMemoryMapIsRefused) {
+    expect_reports("warn", 1);
+    unsigned long a = anon(1);
+    page* p[1] = {};
+    ASSERT_EQ(pin_user_pages_fast(a, 1, FOLL_WRITE, p), 1);
+    unpin_user_page_range_dirty_lock(p[0], 1UL << 30, true);
+    EXPECT_EQ(pl_warning_count(k, "warn"), 1) << pl_dmesg(k);
+    EXPECT_EQ(pl_pin_balance(k, nullptr), 1) << "nothing released";
+    unpin_user_page_range_dirty_lock(p[0], 1, true);
+    EXPECT_EQ(pl_pin_balance(k, nullptr), 0);
+}
+
 // ---- unpin misuse --------------------------------------------------------------------
 
 // unpin_user_page() of a page taken with FOLL_GET: upstream would subtract
