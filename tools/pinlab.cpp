@@ -1,20 +1,31 @@
 // pinlab — the command-line entry point.
 //
-// Until the scenario runner (issue 5) exists, the main job is `pinlab demo`
-// (also what `pinlab` with no arguments runs): it boots a simulated kernel and
-// walks through fork and copy-on-write over every backing the substrate
-// models, printing what each process sees and the state of its pages, and
-// exits non-zero if anything differs from what Linux does.
+// `pinlab demo` (also what `pinlab` with no arguments runs, for now) boots a
+// simulated kernel and walks through fork and copy-on-write over every backing
+// the substrate models, printing what each process sees and the state of its
+// pages, and exits non-zero if anything differs from what Linux does.
+//
+// `pinlab run [FILE|DIR ...]` runs scenarios (.pin files, docs/SCENARIOS.md)
+// and reports each: exit 0 when all pass, 1 when an expectation failed, 2 on
+// bad input. With no argument it runs examples/tutorial of the source tree
+// this binary was built from (PINLAB_EXAMPLES_DIR, a compile definition).
 #include <CLI/CLI.hpp>
+#ifdef PINLAB_HAVE_NLOHMANN_JSON
+#include <nlohmann/json.hpp>
+#endif
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "base/config.h"
 #include "pinlab/kapi.h"
+#include "scenario/report.h"
+#include "scenario/runner.h"
 
 namespace {
 
@@ -131,6 +142,105 @@ int demo(const std::string& config) {
     return failures ? 1 : 0;
 }
 
+#ifndef PINLAB_EXAMPLES_DIR
+#define PINLAB_EXAMPLES_DIR "examples"
+#endif
+
+#ifndef PINLAB_HAVE_NLOHMANN_JSON
+std::string json_escape(const std::string& s) {
+    std::string out;
+    for (char c : s) {
+        const auto u = static_cast<unsigned char>(c);
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += c;
+        } else if (u < 0x20 || u >= 0x7f) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\u%04x", u);
+            out += buf;
+        } else {
+            out += c;
+        }
+    }
+    return out;
+}
+
+#endif
+
+std::string format_json(const pl::scenario::RunSummary& run) {
+    using pl::scenario::verdict_name;
+#ifdef PINLAB_HAVE_NLOHMANN_JSON
+    nlohmann::ordered_json j;
+    j["scenarios"] = nlohmann::ordered_json::array();
+    for (const auto& r : run.results) {
+        // Scenario text may hold any bytes: replace invalid UTF-8 on output.
+        j["scenarios"].push_back({{"name", r.name},
+                                  {"file", r.file},
+                                  {"title", r.title},
+                                  {"status", std::string(verdict_name(r.verdict))},
+                                  {"reason", r.reason},
+                                  {"detail", r.detail},
+                                  {"seconds", r.seconds}});
+    }
+    j["summary"] = {{"passed", run.passed}, {"failed", run.failed}, {"skipped", run.skipped},
+                    {"errors", run.errors}, {"exit_status", run.exit_status()}};
+    return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+#else
+    std::string out = "{\n  \"scenarios\": [";
+    bool first = true;
+    for (const auto& r : run.results) {
+        out += std::string(first ? "" : ",") + "\n    {\"name\": \"" + json_escape(r.name) + "\", \"file\": \"" +
+               json_escape(r.file) + "\", \"title\": \"" + json_escape(r.title) + "\", \"status\": \"" +
+               std::string(verdict_name(r.verdict)) + "\", \"reason\": \"" + json_escape(r.reason) +
+               "\", \"detail\": \"" + json_escape(r.detail) + "\", \"seconds\": " + std::to_string(r.seconds) + "}";
+        first = false;
+    }
+    out += "\n  ],\n  \"summary\": {\"passed\": " + std::to_string(run.passed) + ", \"failed\": " +
+           std::to_string(run.failed) + ", \"skipped\": " + std::to_string(run.skipped) + ", \"errors\": " +
+           std::to_string(run.errors) + ", \"exit_status\": " + std::to_string(run.exit_status()) + "}\n}\n";
+    return out;
+#endif
+}
+
+struct RunArgs {
+    std::vector<std::string> paths;
+    std::string format = "text";
+    std::vector<std::string> config;
+    std::string era;
+};
+
+int run_scenarios(const RunArgs& args) {
+    pl::scenario::RunOptions opts;
+    for (const std::string& c : args.config) opts.extra_config += (opts.extra_config.empty() ? "" : " ") + c;
+    if (!args.era.empty()) opts.extra_config += (opts.extra_config.empty() ? "" : " ") + ("era=" + args.era);
+    if (!opts.extra_config.empty()) {
+        auto parsed = pl::Config::parse(opts.extra_config);
+        if (!parsed.ok()) {
+            std::fprintf(stderr, "pinlab run: %s\n", pl::Config::last_error().c_str());
+            return 2;
+        }
+    }
+    std::vector<std::string> paths = args.paths;
+    if (paths.empty()) {
+        // Shown relative to the working directory when that is shorter (run
+        // from the source tree: examples/tutorial/...).
+        std::string dir = std::string(PINLAB_EXAMPLES_DIR) + "/tutorial";
+        std::error_code ec;
+        const std::string rel = std::filesystem::relative(dir, ec).string();
+        if (!ec && !rel.empty() && rel.rfind("..", 0) != 0) dir = rel;
+        paths.push_back(dir);
+    }
+    pl::scenario::RunSummary run;
+    pl::scenario::run_paths(paths, opts, &run);
+    std::string out;
+    if (args.format == "json") out = format_json(run);
+    else if (args.format == "tap") out = pl::scenario::format_tap(run);
+    else
+        out = pl::scenario::format_text(run, isatty(STDOUT_FILENO) ? pl::scenario::Colour::on : pl::scenario::Colour::off);
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    return run.exit_status();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -140,6 +250,15 @@ int main(int argc, char** argv) {
     app.add_option("--config", config, "Kernel configuration: space-separated key=value words (see config-keys)");
     app.add_subcommand("demo", "Walk through fork and copy-on-write over every backing (the default)");
     auto* keys_cmd = app.add_subcommand("config-keys", "List the kernel configuration keys with their defaults");
+    RunArgs run_args;
+    auto* run_cmd = app.add_subcommand("run", "Run scenarios (.pin files; directories are searched for *.pin)");
+    run_cmd->add_option("paths", run_args.paths, "Scenario files and directories (default: examples/tutorial)");
+    run_cmd->add_option("--format", run_args.format, "Output format")
+        ->check(CLI::IsMember({"text", "json", "tap"}));
+    run_cmd->add_option("--config", run_args.config,
+                        "key=value words applied after each scenario's own config (repeatable)")
+        ->allow_extra_args(false);
+    run_cmd->add_option("--era", run_args.era, "Kernel era for every scenario (as --config era=E)");
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -153,5 +272,6 @@ int main(int argc, char** argv) {
         for (const std::string& line : pl::Config::describe_keys()) std::printf("%s\n", line.c_str());
         return 0;
     }
+    if (run_cmd->parsed()) return run_scenarios(run_args);
     return demo(config);
 }
