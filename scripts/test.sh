@@ -4,10 +4,12 @@
 #   asan     Debug + AddressSanitizer + UndefinedBehaviorSanitizer: every test
 #   tsan     Debug + ThreadSanitizer: only the tests labelled `tsan`
 #            (gtest suites named *Concurrent or *Tsan)
+#   fuzz     clang 14 + libFuzzer: builds only the scenario parser fuzz
+#            target and runs it for 20 s (PINLAB_FUZZ_SECONDS)
 # Every preset runs even if an earlier one failed; the exit status is non-zero
 # if any configure, build or test step failed.
 #
-# usage: scripts/test.sh [PRESET...]      (default: release asan tsan)
+# usage: scripts/test.sh [PRESET...]      (default: release asan tsan fuzz)
 # environment: PINLAB_JOBS (default 2) parallel compile and test jobs.
 # ccache is used when installed (it is not required).
 set -euo pipefail
@@ -15,7 +17,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 jobs="${PINLAB_JOBS:-2}"
 presets=("$@")
-((${#presets[@]} > 0)) || presets=(release asan tsan)
+((${#presets[@]} > 0)) || presets=(release asan tsan fuzz)
 
 if command -v ccache >/dev/null 2>&1; then
   # Read by CMake when it first configures a build directory.
