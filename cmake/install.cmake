@@ -35,6 +35,7 @@ install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/pinlab
 
 # ---- the command-line tool ---------------------------------------------------------
 install(TARGETS pinlab-cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(FILES ${PROJECT_BINARY_DIR}/tools/pinlab.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
 if(BUILD_SHARED_LIBS AND NOT IS_ABSOLUTE "${CMAKE_INSTALL_LIBDIR}" AND NOT IS_ABSOLUTE "${CMAKE_INSTALL_BINDIR}")
   # Let the installed tool find libpinlab.so wherever the prefix ends up.
   file(RELATIVE_PATH _pinlab_bin_to_lib "/${CMAKE_INSTALL_BINDIR}" "/${CMAKE_INSTALL_LIBDIR}")

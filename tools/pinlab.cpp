@@ -10,6 +10,8 @@
 // bad input. With no argument it runs examples/tutorial of the source tree
 // this binary was built from (PINLAB_EXAMPLES_DIR, a compile definition).
 #include <CLI/CLI.hpp>
+
+#include "manpage.h"
 #ifdef PINLAB_HAVE_NLOHMANN_JSON
 #include <nlohmann/json.hpp>
 #endif
@@ -246,6 +248,10 @@ int run_scenarios(const RunArgs& args) {
 int main(int argc, char** argv) {
     CLI::App app{"pinlab: an executable model of Linux's page pinning (GUP) subsystem"};
     app.require_subcommand(0, 1);
+    bool man = false;
+    // The man page comes from these same definitions (tools/manpage.cpp);
+    // the build writes it to pinlab.1.
+    app.add_flag("--man", man, "Print the man page (troff) and exit")->group("");
     std::string config;
     app.add_option("--config", config, "Kernel configuration: space-separated key=value words (see config-keys)");
     app.add_subcommand("demo", "Walk through fork and copy-on-write over every backing (the default)");
@@ -267,6 +273,10 @@ int main(int argc, char** argv) {
         // Bad command lines exit with 2, like every other bad input.
         std::fprintf(stderr, "pinlab: %s\nRun 'pinlab --help' for usage.\n", e.what());
         return 2;
+    }
+    if (man) {
+        std::fputs(pl::tools::render_manpage(app, PINLAB_VERSION).c_str(), stdout);
+        return 0;
     }
     if (keys_cmd->parsed()) {
         for (const std::string& line : pl::Config::describe_keys()) std::printf("%s\n", line.c_str());

@@ -23,4 +23,15 @@ expect 2 "unknown configuration key 'bogus'" -- --config "bogus=1"
 expect 2 "unknown era 'v9.9'" -- --config "era=v9.9"
 expect 2 'not expected: frobnicate' -- frobnicate
 expect 0 'arch.pte_special' -- config-keys
+# The man page comes from the same definitions as --help: every subcommand
+# --help lists has a section, and every option of `run` is described.
+expect 0 '^\.TH PINLAB 1' -- --man
+subs="$("$pinlab" --help | sed -n '/^Subcommands:/,$p' | awk 'NR > 1 && NF {print $1}')"
+[[ -n "$subs" ]] || { echo "FAIL: no subcommands in --help"; fail=1; }
+for sub in $subs; do
+  expect 0 "^[.]SS \"${sub//-/[\\]-}\"" -- --man  # troff writes '-' as '\-'
+done
+for opt in format config era; do
+  expect 0 "[\\]-[\\]-$opt" -- --man
+done
 exit "$fail"
