@@ -13,6 +13,7 @@ packages=(
   # libraries (headers and CMake packages)
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev libcli11-dev
   libfmt-dev nlohmann-json3-dev liburing-dev
+  chromium                      # pinlab explain --html is rendered headless in a test
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

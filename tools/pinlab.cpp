@@ -1,16 +1,19 @@
 // pinlab — the command-line entry point.
 //
-// `pinlab demo` (also what `pinlab` with no arguments runs, for now) boots a
-// simulated kernel and walks through fork and copy-on-write over every backing
-// the substrate models, printing what each process sees and the state of its
-// pages, and exits non-zero if anything differs from what Linux does.
+// `pinlab run [FILE|DIR ...]` (the main job; also what `pinlab` with no
+// subcommand runs) runs scenarios (.pin files, docs/SCENARIOS.md) and reports
+// each: exit 0 when all pass, 1 when an expectation failed, 2 on bad input.
+// With no argument it runs the built-in corpus (examples/tutorial, seeds and
+// selftests) of the source tree this binary was built from
+// (PINLAB_EXAMPLES_DIR, a compile definition).
 //
-// `pinlab run [FILE|DIR ...]` runs scenarios (.pin files, docs/SCENARIOS.md)
-// and reports each: exit 0 when all pass, 1 when an expectation failed, 2 on
-// bad input. With no argument it runs examples/tutorial of the source tree
-// this binary was built from (PINLAB_EXAMPLES_DIR, a compile definition).
+// `pinlab demo` boots a simulated kernel and walks through fork and
+// copy-on-write over every backing the substrate models, printing what each
+// process sees and the state of its pages.
 #include <CLI/CLI.hpp>
 
+#include "bench_cmd.h"
+#include "json_text.h"
 #include "manpage.h"
 #ifdef PINLAB_HAVE_NLOHMANN_JSON
 #include <nlohmann/json.hpp>
@@ -20,12 +23,14 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "base/config.h"
 #include "pinlab/kapi.h"
+#include "scenario/explain.h"
 #include "scenario/report.h"
 #include "scenario/runner.h"
 
@@ -149,24 +154,7 @@ int demo(const std::string& config) {
 #endif
 
 #ifndef PINLAB_HAVE_NLOHMANN_JSON
-std::string json_escape(const std::string& s) {
-    std::string out;
-    for (char c : s) {
-        const auto u = static_cast<unsigned char>(c);
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += c;
-        } else if (u < 0x20 || u >= 0x7f) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", u);
-            out += buf;
-        } else {
-            out += c;
-        }
-    }
-    return out;
-}
-
+using pl::tools::json_escape;
 #endif
 
 std::string format_json(const pl::scenario::RunSummary& run) {
@@ -224,13 +212,16 @@ int run_scenarios(const RunArgs& args) {
     }
     std::vector<std::string> paths = args.paths;
     if (paths.empty()) {
-        // Shown relative to the working directory when that is shorter (run
-        // from the source tree: examples/tutorial/...).
-        std::string dir = std::string(PINLAB_EXAMPLES_DIR) + "/tutorial";
-        std::error_code ec;
-        const std::string rel = std::filesystem::relative(dir, ec).string();
-        if (!ec && !rel.empty() && rel.rfind("..", 0) != 0) dir = rel;
-        paths.push_back(dir);
+        // The built-in corpus: the tutorial, the seed threads' questions and
+        // the kernel's selftests. Shown relative to the working directory
+        // when that is shorter (run from the source tree: examples/...).
+        for (const char* sub : {"tutorial", "seeds", "selftests"}) {
+            std::string dir = std::string(PINLAB_EXAMPLES_DIR) + "/" + sub;
+            std::error_code ec;
+            const std::string rel = std::filesystem::relative(dir, ec).string();
+            if (!ec && !rel.empty() && rel.rfind("..", 0) != 0) dir = rel;
+            paths.push_back(dir);
+        }
     }
     pl::scenario::RunSummary run;
     pl::scenario::run_paths(paths, opts, &run);
@@ -254,17 +245,32 @@ int main(int argc, char** argv) {
     app.add_flag("--man", man, "Print the man page (troff) and exit")->group("");
     std::string config;
     app.add_option("--config", config, "Kernel configuration: space-separated key=value words (see config-keys)");
-    app.add_subcommand("demo", "Walk through fork and copy-on-write over every backing (the default)");
+    auto* demo_cmd = app.add_subcommand("demo", "Walk through fork and copy-on-write over every backing");
     auto* keys_cmd = app.add_subcommand("config-keys", "List the kernel configuration keys with their defaults");
     RunArgs run_args;
     auto* run_cmd = app.add_subcommand("run", "Run scenarios (.pin files; directories are searched for *.pin)");
-    run_cmd->add_option("paths", run_args.paths, "Scenario files and directories (default: examples/tutorial)");
+    run_cmd->add_option("paths", run_args.paths,
+                        "Scenario files and directories (default: the built-in corpus, examples/tutorial, "
+                        "examples/seeds and examples/selftests)");
     run_cmd->add_option("--format", run_args.format, "Output format")
         ->check(CLI::IsMember({"text", "json", "tap"}));
     run_cmd->add_option("--config", run_args.config,
                         "key=value words applied after each scenario's own config (repeatable)")
         ->allow_extra_args(false);
     run_cmd->add_option("--era", run_args.era, "Kernel era for every scenario (as --config era=E)");
+    pl::tools::BenchCommand bench(app);  // pinlab bench (tools/bench_cmd.cpp)
+    std::string explain_target, explain_colour = "auto", explain_era;
+    std::vector<std::string> explain_config;
+    auto* explain_cmd = app.add_subcommand("explain", "Run one scenario and tell the story of each step (or of the step at LINE)");
+    explain_cmd->add_option("target", explain_target, "FILE or FILE:LINE")->required();
+    explain_cmd->add_option("--color", explain_colour, "Colour: auto (on a terminal), always, never")
+        ->check(CLI::IsMember({"auto", "always", "never"}));
+    explain_cmd->add_option("--config", explain_config, "key=value words applied after the scenario's own config")
+        ->allow_extra_args(false);
+    explain_cmd->add_option("--era", explain_era, "Kernel era (as --config era=E)");
+    std::string explain_html;
+    explain_cmd->add_option("--html", explain_html,
+                            "Also write a self-contained HTML page (VMAs, page tables, frames per step, a step slider) to this file");
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -283,5 +289,35 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (run_cmd->parsed()) return run_scenarios(run_args);
-    return demo(config);
+    if (bench.parsed()) return bench.run(config);
+    if (explain_cmd->parsed()) {
+        pl::scenario::ExplainOptions o;
+        for (const std::string& c : explain_config) o.extra_config += (o.extra_config.empty() ? "" : " ") + c;
+        if (!explain_era.empty()) o.extra_config += (o.extra_config.empty() ? "" : " ") + ("era=" + explain_era);
+        if (!o.extra_config.empty() && !pl::Config::parse(o.extra_config).ok()) {
+            std::fprintf(stderr, "pinlab explain: %s\n", pl::Config::last_error().c_str());
+            return 2;
+        }
+        const bool tty = isatty(STDOUT_FILENO);
+        o.colour = explain_colour == "always" || (explain_colour == "auto" && tty) ? pl::scenario::Colour::on
+                                                                                  : pl::scenario::Colour::off;
+        o.snapshots = !explain_html.empty();
+        const pl::scenario::ExplainResult r = pl::scenario::explain_path(explain_target, o);
+        std::fwrite(r.text.data(), 1, r.text.size(), stdout);
+        std::fwrite(r.error.data(), 1, r.error.size(), stderr);
+        if (!explain_html.empty() && !r.scenarios.empty()) {
+            std::ofstream html(explain_html, std::ios::binary | std::ios::trunc);
+            html << pl::scenario::format_html(r);
+            if (!html.flush()) {
+                std::fprintf(stderr, "pinlab explain: cannot write %s\n", explain_html.c_str());
+                return 2;
+            }
+        }
+        return r.exit_status;
+    }
+    if (demo_cmd->parsed()) return demo(config);
+    // No subcommand: the main job, the built-in corpus.
+    RunArgs corpus;
+    if (!config.empty()) corpus.config.push_back(config);
+    return run_scenarios(corpus);
 }

@@ -128,7 +128,17 @@ struct task_struct *pl_task_new(struct pl_kernel *k);
  * COW, and the early copy of possibly-pinned exclusive anonymous pages).
  * NULL with pl_last_error() on failure (e.g. out of memory). */
 struct task_struct *pl_fork(struct task_struct *parent);
-/* exit(): the address space is torn down and the task freed. */
+/* clone(CLONE_VM|CLONE_THREAD): a new thread of t's process, with its own pid,
+ * sharing t's address space (one more mm_users reference) and starting with
+ * t's RLIMIT_MEMLOCK and CAP_IPC_LOCK. GUP run as the thread (pl_set_current)
+ * works on the shared mm; pins its own GUP calls take are attributed to its
+ * pid. pl_fork() of a thread forks the process (the child's parent is the
+ * thread). Driver objects stay with the task that opened them. NULL with
+ * pl_last_error() (-EINVAL) if t is NULL or has no mm. */
+struct task_struct *pl_thread_new(struct task_struct *t);
+/* exit(): drops the task's use of its address space (the last user, the last
+ * thread of a process, tears it down), closes its driver objects, and frees
+ * the task. */
 void pl_exit(struct task_struct *t);
 /* The task whose mm the calling thread's non-remote GUP calls use. */
 void pl_set_current(struct task_struct *t);
@@ -450,6 +460,9 @@ long pl_dio_complete(struct pl_dio *dio);
  * uncharges pinned_vm. The device's view: RDMA READ (pl_ib_umem_dma_read)
  * and RDMA WRITE / receive (pl_ib_umem_dma_write, -EFAULT on a umem without
  * write access) at a byte offset into the region: bytes or -EFAULT/-EINVAL.
+ * A umem still registered when its task exits is released then, as closing
+ * the uverbs fd does (exit_files()); the handle must still be freed with
+ * pl_ib_umem_release(), and device access through it gives -EFAULT.
  * Pin tracker owner: "ib_umem". */
 #define PL_IB_ACCESS_LOCAL_WRITE 1
 #define PL_IB_ACCESS_REMOTE_WRITE 2

@@ -73,6 +73,16 @@ void sg_append(IbUmem& u, page** pages, long n) {
     }
 }
 
+// exit_files() closing the uverbs fd: ib_uverbs_cleanup_ufile() destroys
+// the MRs, and ib_umem_release() unpins and uncharges. The handle stays
+// valid until pl_ib_umem_release(); device access now fails.
+void umem_close_on_exit(void* obj) {
+    auto* u = static_cast<IbUmem*>(obj);
+    umem_unpin(*u, true);
+    umem_uncharge(*u);
+    u->owner = nullptr;
+}
+
 int ib_umem_get(Task& t, unsigned long addr, unsigned long size, int access, IbUmem** out) {
     *out = nullptr;
     // Refuse a range whose end wraps, page-aligned or not.
@@ -128,6 +138,7 @@ template <typename Fn>
 long umem_access(IbUmem& u, unsigned long offset, unsigned long len, Fn&& fn) {
     unsigned long end = 0;
     if (__builtin_add_overflow(offset, len, &end) || end > u.length) return -EINVAL;
+    if (u.pages.empty()) return -EFAULT;  // released at its task's exit: the MR is gone
     PhysMem& mem = *u.kernel->mem;
     unsigned long done = 0;
     while (done < len) {
@@ -156,12 +167,14 @@ pl_ib_umem* pl_ib_umem_get(task_struct* ct, unsigned long addr, unsigned long si
         return nullptr;
     }
     registry().add(u);
+    t->files_add(u, umem_close_on_exit);
     return reinterpret_cast<pl_ib_umem*>(u);
 }
 
 void pl_ib_umem_release(pl_ib_umem* pu) {
     IbUmem* u = umem_of(pu, "pl_ib_umem_release");
     if (!u || !registry().remove(u)) return;
+    if (u->owner && task_alive(*u->kernel, u->owner)) u->owner->files_remove(u);
     umem_unpin(*u, true);
     umem_uncharge(*u);
     delete u;

@@ -23,7 +23,7 @@ namespace pl {
 
 bool ptrace_may_access(const Task& caller, const Task& target) {
     // __ptrace_may_access(): a thread may always access its own group.
-    if (&caller == &target) return true;
+    if (&caller == &target || caller.tgid == target.tgid) return true;
     // Yama's ptrace_scope=1 lets an ancestor attach; the model has no
     // credentials, so being the parent stands for "same uid, permitted".
     if (target.parent_pid.load() == caller.pid) return true;

@@ -12,6 +12,7 @@
 #include <cstdio>
 
 #include "debug/pin_tracker.h"
+#include "debug/trace.h"
 #include "gup/foll_flags.h"
 #include "gup/gup_fast.h"
 #include "gup/gup_longterm.h"
@@ -74,11 +75,12 @@ enum class LockState { CallerHolds, TakenInside };
 long gup_entry(const EntryPoint& ep, MmStruct* mm, unsigned long start, unsigned long nr_pages, unsigned gup_flags,
                page** pages, LockState lock, int* locked) {
     GupCallScope owner(ep.name);  // the pin tracker's default owner
+    trace::CallScope traced(ep.name, mm, start, nr_pages, gup_flags);  // `pinlab explain`
     int local_locked = lock == LockState::CallerHolds ? 1 : 0;
     if (!is_valid_gup_args(PP(pages), locked, &gup_flags, ep.to_set)) return ep.invalid_ret;
     if (!mm) mm = current_mm();
     if (!mm) return -EFAULT;
-    return gup_longterm_locked(*mm, start, nr_pages, PP(pages), locked ? locked : &local_locked, gup_flags);
+    return traced.ret(gup_longterm_locked(*mm, start, nr_pages, PP(pages), locked ? locked : &local_locked, gup_flags));
 }
 
 }  // namespace
@@ -88,24 +90,27 @@ extern "C" {
 
 int get_user_pages_fast(unsigned long start, int nr_pages, unsigned int gup_flags, page** pages) {
     GupCallScope owner("get_user_pages_fast");  // the pin tracker's default owner
+    trace::CallScope traced("get_user_pages_fast", nullptr, start, static_cast<unsigned long>(static_cast<long>(nr_pages)), gup_flags);
     if (!is_valid_gup_args(PP(pages), nullptr, &gup_flags, FOLL_GET)) return -EINVAL;
     // A negative count sign-extends into an overflowing length (-EOVERFLOW).
-    return gup_fast_fallback(start, static_cast<unsigned long>(static_cast<long>(nr_pages)), gup_flags, PP(pages));
+    return traced.ret(gup_fast_fallback(start, static_cast<unsigned long>(static_cast<long>(nr_pages)), gup_flags, PP(pages)));
 }
 
 int pin_user_pages_fast(unsigned long start, int nr_pages, unsigned int gup_flags, page** pages) {
     GupCallScope owner("pin_user_pages_fast");  // the pin tracker's default owner
+    trace::CallScope traced("pin_user_pages_fast", nullptr, start, static_cast<unsigned long>(static_cast<long>(nr_pages)), gup_flags);
     if (!is_valid_gup_args(PP(pages), nullptr, &gup_flags, FOLL_PIN)) return -EINVAL;
     // A negative count sign-extends into an overflowing length (-EOVERFLOW).
-    return gup_fast_fallback(start, static_cast<unsigned long>(static_cast<long>(nr_pages)), gup_flags, PP(pages));
+    return traced.ret(gup_fast_fallback(start, static_cast<unsigned long>(static_cast<long>(nr_pages)), gup_flags, PP(pages)));
 }
 
 int get_user_pages_fast_only(unsigned long start, int nr_pages, unsigned int gup_flags, page** pages) {
     GupCallScope owner("get_user_pages_fast_only");  // the pin tracker's default owner
+    trace::CallScope traced("get_user_pages_fast_only", nullptr, start, static_cast<unsigned long>(static_cast<long>(nr_pages)), gup_flags);
     // FOLL_GET: GUP-fast always takes references. FOLL_FAST_ONLY: no slow
     // path, hence no mmap_lock and no fault, whatever the walk stops at.
     if (!is_valid_gup_args(PP(pages), nullptr, &gup_flags, FOLL_GET | FOLL_FAST_ONLY)) return -EINVAL;
-    return gup_fast_fallback(start, static_cast<unsigned long>(static_cast<long>(nr_pages)), gup_flags, PP(pages));
+    return traced.ret(gup_fast_fallback(start, static_cast<unsigned long>(static_cast<long>(nr_pages)), gup_flags, PP(pages)));
 }
 
 page* get_user_page_vma_remote(mm_struct* cmm, unsigned long addr, int gup_flags, vm_area_struct** vmap) {

@@ -11,6 +11,7 @@
 
 #include "base/sync/rcu.h"
 #include "debug/pin_tracker.h"
+#include "debug/trace.h"
 #include "fs/inode.h"
 #include "gup/foll_flags.h"
 #include "gup/longterm_pinnable.h"
@@ -74,7 +75,7 @@ Folio* grab_fast(Walk& w, Page* page, int refs) {
     }
     bool ok = true;
     if ((w.flags & FOLL_PIN) && (w.flags & FOLL_LONGTERM) && !folio_is_longterm_pinnable(w.mem, folio))
-        ok = false;  // the slow path migrates it first
+        ok = trace::fast_stop(0, 0, w.flags, "FOLL_LONGTERM and the folio is not longterm-pinnable (movable, CMA, fsdax): the slow path migrates it");
     if (ok) ok = try_grab_folio(w.k, folio, refs, w.flags).ok();
     w.mem.folio_put(folio);  // cannot be the last reference when the grab succeeded
     return ok ? folio : nullptr;
@@ -85,38 +86,40 @@ void ungrab(Walk& w, Folio* folio, int refs) { gup_put_folio(w.k, folio, refs, w
 bool record_leaf_pages(Walk& w, pfn_t pfn, vaddr_t addr, vaddr_t end, uint64_t span, entry_t* slot,
                        entry_t orig) {
     // The PMD/PUD leaf rules are the PTE rules applied to one entry.
-    if (!present(orig) || (orig & PROTNONE) || !access_permitted(orig, w.write()) || special(orig)) return false;
+    if (!present(orig) || (orig & PROTNONE)) return trace::fast_stop(addr, orig, w.flags, "huge leaf not present / PROT_NONE");
+    if (!access_permitted(orig, w.write())) return trace::fast_stop(addr, orig, w.flags, "write to a R/O huge leaf");
+    if (special(orig)) return trace::fast_stop(addr, orig, w.flags, "special huge leaf");
     if (devmap(orig)) {
         // gup_fast_devmap_{pmd,pud}_leaf(): no pgmap behind the pfn
         // (get_dev_pagemap() is NULL) means back off, as for devmap PTEs.
-        if (w.flags & FOLL_LONGTERM) return false;
+        if (w.flags & FOLL_LONGTERM) return trace::fast_stop(addr, orig, w.flags, "devmap huge leaf with FOLL_LONGTERM");
         Page* p = w.mem.pfn_to_page(pfn);
-        if (!p || !w.mem.page_pgmap(p)) return false;
+        if (!p || !w.mem.page_pgmap(p)) return trace::fast_stop(addr, orig, w.flags, "devmap huge leaf without a pgmap");
     }
     Page* head = w.mem.pfn_to_page(pfn);
     if (!head) {
         // Neither special nor devmap, yet no struct page: the entry seed 003
         // worried about. Upstream would dereference garbage; stop and count it.
         w.k.vmstat.add(Vmstat::gup_fast_no_page);
-        return false;
+        return trace::fast_stop(addr, orig, w.flags, "no struct page behind the huge leaf");
     }
     vaddr_t leaf_end = (addr & ~(span - 1)) + span;
     vaddr_t stop = std::min(end, leaf_end);
     int refs = static_cast<int>((stop - addr) >> PAGE_SHIFT);
     Page* first = head + ((addr & (span - 1)) >> PAGE_SHIFT);
     Folio* folio = grab_fast(w, first, refs);
-    if (!folio) return false;
+    if (!folio) return trace::fast_stop(addr, orig, w.flags, "could not grab the folio");
     if (sync::load(*slot) != orig) {
         ungrab(w, folio, refs);
-        return false;
+        return trace::fast_stop(addr, orig, w.flags, "the entry changed under the walk");
     }
     if (!write(orig) && must_unshare_fast(folio, folio->head(), w.flags)) {
         ungrab(w, folio, refs);
-        return false;
+        return trace::fast_stop(addr, orig, w.flags, "R/O pin needs unshare (page not exclusive)");
     }
     if (!folio_allowed(folio, w.flags, w.k.cfg.era_at_least(Era::v6_5))) {
         ungrab(w, folio, refs);
-        return false;
+        return trace::fast_stop(addr, orig, w.flags, "gup_fast_folio_allowed: dirty-tracked file folio or secretmem");
     }
     for (int i = 0; i < refs; ++i) w.pages[w.nr++] = first + i;
     folio->set(PG_referenced);
@@ -154,34 +157,40 @@ bool walk_range(Walk& w, const MmStruct& mm, vaddr_t addr, vaddr_t end) {
         if (!is_table(pmd)) return false;
         // Without pte_special the walker cannot tell a special PTE from a
         // normal one: GUP-fast gives up at the PTE level (gup_fast_pte_range()).
-        if (!cfg.arch_pte_special) return false;
+        if (!cfg.arch_pte_special) return trace::fast_stop(addr, pmd, w.flags, "no ARCH_HAS_PTE_SPECIAL: PTE level left to the slow path");
         PtTable* pt = PageTable::table_of(pmd);
         vaddr_t pmd_end = std::min(end, (addr & PMD_MASK) + PMD_SIZE);
         for (; addr < pmd_end; addr += PAGE_SIZE) {
             entry_t* slot = &pt->e[pt_index(addr, PtLevel::Pte)];
             entry_t pte = sync::load(*slot);
-            if (!present(pte) || (pte & PROTNONE) || !access_permitted(pte, w.write())) return false;
+            if (!present(pte)) return trace::fast_stop(addr, pte, w.flags, "no page (PTE not present)");
+            if (pte & PROTNONE) return trace::fast_stop(addr, pte, w.flags, "PROT_NONE / NUMA-hinting PTE");
+            if (!access_permitted(pte, w.write())) return trace::fast_stop(addr, pte, w.flags, "write to a R/O PTE");
             if (devmap(pte)) {
-                if (w.flags & FOLL_LONGTERM) return false;
+                if (w.flags & FOLL_LONGTERM) return trace::fast_stop(addr, pte, w.flags, "devmap PTE with FOLL_LONGTERM");
                 Page* p = w.mem.pfn_to_page(pfn(pte));
-                if (!p || !w.mem.page_pgmap(p)) return false;
+                if (!p || !w.mem.page_pgmap(p)) return trace::fast_stop(addr, pte, w.flags, "devmap PTE without a pgmap");
             } else if (special(pte)) {
-                return false;
+                return trace::fast_stop(addr, pte, w.flags, "pte_special (no struct page to use)");
             }
             Page* page = w.mem.pfn_to_page(pfn(pte));
             if (!page) {
                 w.k.vmstat.add(Vmstat::gup_fast_no_page);
-                return false;
+                return trace::fast_stop(addr, pte, w.flags, "no struct page behind the PTE");
             }
             Folio* folio = grab_fast(w, page, 1);
-            if (!folio) return false;
+            if (!folio) return trace::fast_stop(addr, pte, w.flags, "could not grab the folio");
             if (sync::load(*pmd_slot) != pmd || sync::load(*slot) != pte) {
                 ungrab(w, folio, 1);
-                return false;
+                return trace::fast_stop(addr, pte, w.flags, "the entry changed under the walk");
             }
-            if (!folio_allowed(folio, w.flags, w.k.cfg.era_at_least(Era::v6_5)) || (!write(pte) && must_unshare_fast(folio, page, w.flags))) {
+            if (!folio_allowed(folio, w.flags, w.k.cfg.era_at_least(Era::v6_5))) {
                 ungrab(w, folio, 1);
-                return false;
+                return trace::fast_stop(addr, pte, w.flags, "gup_fast_folio_allowed: dirty-tracked file folio or secretmem");
+            }
+            if (!write(pte) && must_unshare_fast(folio, page, w.flags)) {
+                ungrab(w, folio, 1);
+                return trace::fast_stop(addr, pte, w.flags, "R/O pin needs unshare (page not exclusive)");
             }
             folio->set(PG_referenced);
             w.pages[w.nr++] = page;
@@ -196,11 +205,11 @@ bool walk_range(Walk& w, const MmStruct& mm, vaddr_t addr, vaddr_t end) {
 
 unsigned long gup_fast(MmStruct& mm, vaddr_t start, unsigned long nr_pages, unsigned gup_flags, Page** pages) {
     Kernel& k = mm.kernel;
-    if (!k.cfg.arch_gup_fast) return 0;  // !CONFIG_HAVE_GUP_FAST
+    if (!k.cfg.arch_gup_fast) return trace::fast(start, nr_pages, 0);  // !CONFIG_HAVE_GUP_FAST
     vaddr_t end = start + (nr_pages << PAGE_SHIFT);
     if (end <= start || end > TASK_SIZE + PAGE_SIZE) return 0;  // gup_fast_permitted()
     uint32_t seq = 0;
-    if ((gup_flags & FOLL_PIN) && !mm.write_protect_seq.try_begin(seq)) return 0;  // fork is copying
+    if ((gup_flags & FOLL_PIN) && !mm.write_protect_seq.try_begin(seq)) return trace::fast(start, nr_pages, 0);  // fork is copying
     Walk w{k, *k.mem, gup_flags, pages};
     {
         sync::RcuReadGuard irqs_off;
@@ -209,10 +218,10 @@ unsigned long gup_fast(MmStruct& mm, vaddr_t start, unsigned long nr_pages, unsi
     if ((gup_flags & FOLL_PIN) && mm.write_protect_seq.retry(seq)) {
         // fork() raced with us: undo everything (gup_fast_unpin_user_pages()).
         for (unsigned long i = 0; i < w.nr; ++i) gup_put_folio(k, page_folio(pages[i]), 1, gup_flags);
-        return 0;
+        return trace::fast(start, nr_pages, 0);
     }
     k.vmstat.add(Vmstat::gup_fast_pages, static_cast<int64_t>(w.nr));
-    return w.nr;
+    return trace::fast(start, nr_pages, w.nr);
 }
 
 }  // namespace pl

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "debug/trace.h"
 #include "gup/foll_flags.h"
 #include "gup/gup_slow.h"
 #include "gup/longterm_pinnable.h"
@@ -82,6 +83,7 @@ std::vector<Collected> collect(Kernel& k, const PagesOrFolios& pofs, bool* stuck
             if (!k.cfg.era_at_least(Era::current)) *stuck = true;
             continue;
         }
+        trace::decision("collect_longterm_unpinnable_folios", 0, f->head(), "not longterm-pinnable: isolated for migration");
         f->ref_add(1);  // folio_isolate_lru()/isolate_hugetlb(): a transient reference
         out.push_back({f, coherent});
     }
@@ -110,7 +112,9 @@ long migrate_unpinnable(Kernel& k, const PagesOrFolios& pofs, std::vector<Collec
             k.mem->folio_put(c.folio);  // putback_movable_pages()
             continue;
         }
+        trace::decision("migrate_longterm_unpinnable_folios", 0, c.folio->head(), "migrating (GFP_USER target: outside ZONE_MOVABLE and CMA)");
         Status s = migrate_with_retries(k, c.folio);  // consumes the reference on success
+        trace::note(trace::Kind::Migrate, "migrate_longterm_unpinnable_folios", 0, s ? "migrated; every pin dropped, the range is pinned again" : "migration failed");
         if (!s) {
             k.mem->folio_put(c.folio);
             // migrate_device_coherent_folio() failing is -EBUSY; migrate_pages()
@@ -152,6 +156,7 @@ long gup_longterm_locked(MmStruct& mm, vaddr_t start, unsigned long nr_pages, Pa
         long nr_pinned = __get_user_pages_locked(mm, start, nr_pages, pages, locked, gup_flags);
         if (nr_pinned <= 0) return nr_pinned;
         long rc = check_and_migrate_movable_pages(mm.kernel, pages, static_cast<unsigned long>(nr_pinned));
+        trace::longterm_round(round, start, nr_pinned, rc);
         if (rc == 0) return nr_pinned;
         if (rc != -EAGAIN) return rc;
     }

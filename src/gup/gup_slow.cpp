@@ -5,6 +5,7 @@
 #include <string>
 
 #include "debug/pin_tracker.h"
+#include "debug/trace.h"
 #include "gup/foll_flags.h"
 #include "gup/gup_vmas_tracker.h"
 #include "gup/pin_accounting.h"
@@ -44,26 +45,28 @@ int check_vma_flags(const Vma& vma, unsigned gup_flags) {
     const bool write = gup_flags & FOLL_WRITE;
     const bool vma_anon = vma.is_anonymous();
 
-    if (vm_flags & (VM_IO | VM_PFNMAP)) return -EFAULT;
-    if ((gup_flags & FOLL_ANON) && !vma_anon) return -EFAULT;
-    if ((gup_flags & FOLL_LONGTERM) && vma.is_dax()) return -EOPNOTSUPP;
-    if ((gup_flags & FOLL_SPLIT_PMD) && vma.is_hugetlb()) return -EOPNOTSUPP;
-    if (vma.is_secretmem()) return -EFAULT;
+    // Each rule goes through trace::check() so that `pinlab explain` lists them in order.
+    if (trace::check(vm_flags & (VM_IO | VM_PFNMAP), "VM_IO|VM_PFNMAP")) return -EFAULT;
+    if (trace::check((gup_flags & FOLL_ANON) && !vma_anon, "FOLL_ANON on a non-anonymous VMA")) return -EFAULT;
+    if (trace::check((gup_flags & FOLL_LONGTERM) && vma.is_dax(), "FOLL_LONGTERM on fsdax (vma_is_fsdax)")) return -EOPNOTSUPP;
+    if (trace::check((gup_flags & FOLL_SPLIT_PMD) && vma.is_hugetlb(), "FOLL_SPLIT_PMD on hugetlb")) return -EOPNOTSUPP;
+    if (trace::check(vma.is_secretmem(), "secretmem")) return -EFAULT;
     if (write) {
         // writable_file_mapping_allowed(): no long-term writable pins of
         // file pages that need dirty tracking.
         // Lorenzo Stoakes' series, v6.5: before it such pins were allowed.
-        if (!vma_anon && (gup_flags & (FOLL_PIN | FOLL_LONGTERM)) == (FOLL_PIN | FOLL_LONGTERM) &&
-            vma.mm->kernel.cfg.era_at_least(Era::v6_5) && vma.needs_dirty_tracking())
+        if (trace::check(!vma_anon && (gup_flags & (FOLL_PIN | FOLL_LONGTERM)) == (FOLL_PIN | FOLL_LONGTERM) &&
+                             vma.mm->kernel.cfg.era_at_least(Era::v6_5) && vma.needs_dirty_tracking(),
+                         "writable_file_mapping_allowed: longterm write pin of a dirty-tracked file"))
             return -EFAULT;
         if (!(vm_flags & VM_WRITE)) {
-            if (!(gup_flags & FOLL_FORCE)) return -EFAULT;
+            if (trace::check(!(gup_flags & FOLL_FORCE), "write to a VMA without VM_WRITE (no FOLL_FORCE)")) return -EFAULT;
             // FOLL_FORCE writes only ever break COW in private mappings.
-            if (!vma.is_cow_mapping()) return -EFAULT;
+            if (trace::check(!vma.is_cow_mapping(), "FOLL_FORCE write to a shared mapping")) return -EFAULT;
         }
     } else if (!(vm_flags & VM_READ)) {
-        if (!(gup_flags & FOLL_FORCE)) return -EFAULT;
-        if (!(vm_flags & VM_MAYREAD)) return -EFAULT;
+        if (trace::check(!(gup_flags & FOLL_FORCE), "read of a VMA without VM_READ (no FOLL_FORCE)")) return -EFAULT;
+        if (trace::check(!(vm_flags & VM_MAYREAD), "FOLL_FORCE read without VM_MAYREAD")) return -EFAULT;
     }
     // arch_vma_access_permitted(): no protection keys in the model.
     return 0;
@@ -275,6 +278,7 @@ long __get_user_pages(MmStruct& mm, vaddr_t start, unsigned long nr_pages, unsig
                     break;
                 }
                 ret = check_vma_flags(*vma, gup_flags);
+                trace::check_result(*vma, start, static_cast<int>(ret));
                 // FOLL_SAME_FILE (never merged): the v1-v3 patch tested it in
                 // check_vma_flags() against the first VMA's file of this call.
                 if (!ret && (gup_flags & FOLL_SAME_FILE) && vma->file != (i == 0 ? vma->file : file)) ret = -EFAULT;
@@ -290,6 +294,7 @@ long __get_user_pages(MmStruct& mm, vaddr_t start, unsigned long nr_pages, unsig
                 goto out;
             }
             r = follow_page_mask(*vma, start, gup_flags, &page_mask);
+            trace::follow(start, r.page, r.err);
             if (r.page || (r.err != 0 && r.err != -EMLINK)) break;
             ret = faultin_page(*vma, start, gup_flags, r.err == -EMLINK, locked);
             if (ret == 0) continue;  // fault handled: follow again
@@ -353,6 +358,7 @@ long __get_user_pages_locked(MmStruct& mm, vaddr_t start, unsigned long nr_pages
         if (!mm.mmap_lock.down_read_until([] { return fatal_signal_pending_current(); })) return -EAGAIN;
         must_unlock = true;
         *locked = 1;
+        trace::note(trace::Kind::Lock, "__get_user_pages_locked", start, "mmap_read_lock taken (the caller did not hold it)");
     }
     if (flags & FOLL_PIN) mm_set_has_pinned_flag(mm);
     if (pages && !(flags & FOLL_PIN)) flags |= FOLL_GET;
@@ -362,6 +368,7 @@ long __get_user_pages_locked(MmStruct& mm, vaddr_t start, unsigned long nr_pages
         long ret = __get_user_pages(mm, start, nr_pages, flags, pages, locked, vmas);
         // VMAs this thread got from vmas[] earlier are dangling once the lock is gone.
         if (!*locked) vmas_lock_released(mm);
+        if (!*locked) trace::note(trace::Kind::Lock, "__get_user_pages_locked", start, "mmap_lock dropped by the fault (VM_FAULT_RETRY/COMPLETED)");
         if (!(flags & FOLL_UNLOCKABLE)) {
             // VM_FAULT_RETRY could not be returned.
             pages_done = ret;
@@ -394,6 +401,7 @@ long __get_user_pages_locked(MmStruct& mm, vaddr_t start, unsigned long nr_pages
                 goto done;
             }
             *locked = 1;
+            trace::note(trace::Kind::Lock, "__get_user_pages_locked", start, "mmap_lock retaken: retry one page with FOLL_TRIED");
             ret = __get_user_pages(mm, start, 1, flags | FOLL_TRIED, pages, locked);
             if (*locked) break;
             vmas_lock_released(mm);
@@ -412,6 +420,7 @@ done:
     if (must_unlock && *locked) {
         vmas_lock_released(mm);
         mmap_read_unlock(mm);
+        trace::note(trace::Kind::Lock, "__get_user_pages_locked", start, "mmap_read_unlock");
         *locked = 0;
     }
     // 0 pages without NOWAIT would be a bug (WARN_ON_ONCE upstream).

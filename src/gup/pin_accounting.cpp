@@ -4,6 +4,7 @@
 #include <string>
 
 #include "debug/pin_tracker.h"
+#include "debug/trace.h"
 #include "gup/foll_flags.h"
 #include "kapi/kapi_internal.h"
 #include "mm/internal.h"
@@ -25,6 +26,7 @@ Status try_grab_folio(Kernel& k, Folio* folio, int refs, unsigned flags) {
     if (refs <= 0) return {};
     if (folio->ref_count() <= 0) return Error{ENOMEM};  // WARN_ON_ONCE upstream
     if (!(flags & (FOLL_GET | FOLL_PIN))) return {};
+    trace::RefScope traced("try_grab_folio", folio);  // `pinlab explain`: counts before/after
     // The tracker's record and the ledger change together (put_page()'s check).
     PinTrackLock track(folio);
     if (flags & FOLL_GET) {
@@ -51,6 +53,7 @@ Status try_grab_folio(Kernel& k, Folio* folio, int refs, unsigned flags) {
 
 void gup_put_folio(Kernel& k, Folio* folio, int refs, unsigned flags) {
     if (refs <= 0) return;
+    trace::RefScope traced("gup_put_folio", folio);  // `pinlab explain`: counts before/after
     {
         PinTrackLock track(folio);
         // A PIN the tracker does not hold is reported there and not released.

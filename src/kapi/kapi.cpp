@@ -251,6 +251,20 @@ task_struct* pl_fork(task_struct* parent) {
     return CT(*c);
 }
 
+task_struct* pl_thread_new(task_struct* t) {
+    if (!t || !T(t)->mm) {
+        einval("pl_thread_new", "t");
+        return nullptr;
+    }
+    auto th = do_clone_thread(*T(t));
+    if (!th) {
+        fail("pl_thread_new", th.error());
+        return nullptr;
+    }
+    clear_error();
+    return CT(*th);
+}
+
 void pl_exit(task_struct* t) {
     if (!t) return;
     Task* task = T(t);

@@ -1,5 +1,6 @@
 // pinlab — exit(): exit_mm() and exit_mmap() (upstream kernel/exit.c, mm/mmap.c).
 #include "kernel/fork.h"
+#include "kernel/kernel.h"
 #include "kernel/task.h"
 #include "mm/internal.h"
 #include "mm/mmap.h"
@@ -23,7 +24,9 @@ void exit_task_mm(Task* t) {
     if (!mm) return;
     t->mm = nullptr;
     if (current() == t) set_current(nullptr);
-    mm->owner = nullptr;
+    // mm_update_next_owner(): while other threads still use the mm, one of
+    // them becomes its owner; the last user leaves none.
+    if (mm->owner == t) mm->owner = t->kernel.task_sharing_mm(t, mm);
     mm->put();
 }
 

@@ -57,4 +57,25 @@ Result<Task*> do_fork(Task& parent) {
     return child;
 }
 
+Result<Task*> do_clone_thread(Task& t) {
+    MmStruct* mm = t.mm;
+    if (!mm) return Error(EINVAL);
+    // copy_mm() with CLONE_VM: no dup_mmap(), just another mm_users reference.
+    mm->get();
+    auto th = t.kernel.task_new_on(mm, t.tgid);
+    if (!th) {
+        mm->put();
+        return th.error();
+    }
+    Task* n = *th;
+    // Limits and credentials are per process upstream (signal->rlim, cred):
+    // the model keeps them per task, so the new thread starts with copies.
+    n->rlimit_memlock.store(t.rlimit_memlock.load());
+    n->cap_ipc_lock.store(t.cap_ipc_lock.load());
+    n->ptrace_allowed.store(t.ptrace_allowed.load());
+    // CLONE_THREAD: the new thread's parent is the group's parent.
+    n->parent_pid.store(t.parent_pid.load());
+    return n;
+}
+
 }  // namespace pl

@@ -63,6 +63,22 @@ Result<Task*> Kernel::task_new() {
     return t;
 }
 
+Result<Task*> Kernel::task_new_on(MmStruct* mm, int tgid) {
+    if (!mm) return Error(EINVAL);
+    std::lock_guard g(mu_);
+    tasks_.push_back(std::make_unique<Task>(*this, next_pid_++, mm));
+    Task* t = tasks_.back().get();
+    t->tgid = tgid;  // set before the task is published (mu_ orders it)
+    return t;
+}
+
+Task* Kernel::task_sharing_mm(const Task* t, const MmStruct* mm) const {
+    std::lock_guard g(mu_);
+    for (auto& x : tasks_)
+        if (x.get() != t && x->tgid == t->tgid && x->mm == mm) return x.get();
+    return nullptr;
+}
+
 void Kernel::task_free(Task* t) {
     std::lock_guard g(mu_);
     tasks_.remove_if([t](const std::unique_ptr<Task>& p) { return p.get() == t; });

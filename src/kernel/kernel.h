@@ -53,6 +53,13 @@ public:
 
     // --- tasks ----------------------------------------------------------------
     Result<Task*> task_new();
+    // A task on an existing mm, in thread group `tgid` (copy_process() with
+    // CLONE_VM|CLONE_THREAD; do_clone_thread() took the mm_users reference).
+    Result<Task*> task_new_on(MmStruct* mm, int tgid);
+    // Another live task of t's thread group still using mm, or null (the
+    // search of mm_update_next_owner()); under the registry lock, so tasks
+    // freed concurrently are never looked at.
+    Task* task_sharing_mm(const Task* t, const MmStruct* mm) const;
     // do_exit() of every task (exit_mm(), then exit_files()).
     void exit_all_tasks();
     // Unlinks and frees an exited task (its mm already released).

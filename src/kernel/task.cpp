@@ -11,7 +11,7 @@ namespace {
 thread_local Task* t_current = nullptr;
 }
 
-Task::Task(Kernel& k, int p, MmStruct* m) : kernel(k), pid(p), mm(m) {}
+Task::Task(Kernel& k, int p, MmStruct* m) : kernel(k), pid(p), tgid(p), mm(m) {}
 Task::~Task() = default;
 
 int task_account_locked(Task& t, sync::Atomic<unsigned long>& counter, long delta) {

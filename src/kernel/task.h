@@ -21,7 +21,11 @@ public:
 
     Kernel& kernel;
     const int pid;
+    // The thread group (the leader's pid): its own pid for a process, the
+    // leader's for a thread made by do_clone_thread(). Threads share `mm`.
+    int tgid;
     MmStruct* mm;  // holds an mm_users reference; null after exit
+    bool is_thread() const { return tgid != pid; }
 
     // Pending signals: SIGKILL is fatal (fatal_signal_pending); any other is
     // not (signal_pending), which only FOLL_INTERRUPTIBLE waits honour.
@@ -33,7 +37,8 @@ public:
     // RLIMIT_MEMLOCK (bytes) and the counters charged against it by the
     // drivers that pin for long: io_uring charges the user (user->locked_vm,
     // __io_account_mem()), vfio type1 the mm (mm->locked_vm, vfio_lock_acct()).
-    // The model has one user per task and one task per mm, so both live here.
+    // The model has one user per task and keeps both on the task, so each
+    // thread of a group has its own counters (docs/FIDELITY.md, threads).
     // The default is upstream's MLOCK_LIMIT (8 MiB since v5.16); CAP_IPC_LOCK
     // (off) lifts the limit, as capable(CAP_IPC_LOCK) does for both drivers.
     static constexpr unsigned long kDefaultMemlock = 8UL << 20;

@@ -2,6 +2,7 @@
 // points for inserting PFNs (upstream mm/memory.c).
 #include <cstring>
 
+#include "debug/trace.h"
 #include "fs/file.h"
 #include "fs/inode.h"
 #include "kernel/kernel.h"
@@ -210,6 +211,7 @@ vm_fault_t do_wp_page(FaultCtx& f, entry_t* slot, entry_t orig) {
     Page* page = vm_normal_page(vma, f.addr, orig);
     if (vma.flags & (VM_SHARED | VM_MAYSHARE)) {
         if (f.unshare()) return 0;  // shared mappings are never unshared
+        trace::decision("do_wp_page", f.addr, page, "shared mapping: wp_page_shared (make writable, dirty)");
         return wp_page_shared(f, slot, orig, page);
     }
     if (page) {
@@ -226,6 +228,7 @@ vm_fault_t do_wp_page(FaultCtx& f, entry_t* slot, entry_t orig) {
             if (sync::load(*slot) != orig) return 0;  // changed: the fault is retried
             folio = page_folio(page);
             if (folio->is_anon() && (PageAnonExclusive(page) || wp_can_reuse_anon_folio(folio))) {
+                trace::decision("do_wp_page", f.addr, page, f.unshare() ? "unshare: anon page exclusive, kept R/O (no copy)" : "reuse: anon page exclusive, made writable (wp_page_reuse)");
                 if (!PageAnonExclusive(page)) SetPageAnonExclusive(page);
                 if (f.unshare()) return 0;
                 // wp_page_reuse()
@@ -234,6 +237,7 @@ vm_fault_t do_wp_page(FaultCtx& f, entry_t* slot, entry_t orig) {
             }
             // A page-cache page in a private mapping: only a longterm R/O pin
             // unshares it; a write copies it.
+            trace::decision("do_wp_page", f.addr, page, f.unshare() ? "unshare: page not exclusive, copied (wp_page_copy), copy mapped R/O" : "copy: page not exclusive, copied (wp_page_copy)");
             folio->ref_add(1);  // folio_get(): keep it alive across the copy
         }
         vm_fault_t r = wp_page_copy(f, slot, orig, page);
@@ -241,6 +245,7 @@ vm_fault_t do_wp_page(FaultCtx& f, entry_t* slot, entry_t orig) {
         return r;
     }
     // Zero page or a raw pfn in a private mapping.
+    trace::decision("do_wp_page", f.addr, nullptr, "copy: zero page or raw pfn in a private mapping (wp_page_copy)");
     return wp_page_copy(f, slot, orig, nullptr);
 }
 
@@ -409,12 +414,13 @@ vm_fault_t handle_huge_fault_levels(Vma& vma, vaddr_t addr, unsigned flags, bool
 vm_fault_t handle_mm_fault(Vma& vma, vaddr_t address, unsigned flags) {
     kernel_of(vma).vmstat.add(Vmstat::pgfault);
     vaddr_t addr = address & PAGE_MASK;
-    if (vma.is_hugetlb()) return hugetlb_fault(vma, addr, flags);
+    trace::fault_begin(vma, addr, flags);  // `pinlab explain`
+    if (vma.is_hugetlb()) return trace::fault_end(hugetlb_fault(vma, addr, flags), vma, addr);
     bool handled = false;
     vm_fault_t r = handle_huge_fault_levels(vma, addr, flags, &handled);
-    if (handled) return r;
+    if (handled) return trace::fault_end(r, vma, addr);
     FaultCtx f{vma, addr, flags, *vma.mm};
-    return handle_pte_fault(f);
+    return trace::fault_end(handle_pte_fault(f), vma, addr);
 }
 
 // ---------------------------------------------------------------------------
@@ -635,6 +641,7 @@ Status copy_present_page(Vma& dst, vaddr_t addr, entry_t* dslot, Page* src_page,
     e = maybe_mkwrite(dst, mkdirty(e));
     if ((dst.flags & VM_UFFD_WP) && uffd_wp(src_e)) e |= UFFD_WP;
     sync::store(*dslot, e);
+    trace::decision("copy_present_page", addr, src_page, "fork: the parent's page may be pinned (folio_try_dup_anon_rmap -EBUSY): the child gets a copy");
     kernel_of(dst).vmstat.add(Vmstat::fork_pinned_copies);
     return ok_status();
 }
@@ -709,6 +716,7 @@ Status copy_page_range(Vma& dst, Vma& src) {
                 account_rss(dst, folio, nr);
             }
             if (cow && write(e)) {
+                trace::decision("copy_page_range", at, page, "fork: entry shared with the child and write-protected in both (COW)");
                 e = wrprotect(e);
                 sync::store(*leaf.slot, e);
             }

@@ -66,6 +66,7 @@ struct Call {
 struct Stmt {
     enum class Kind : uint8_t {
         Task,     // task NAME: names[0]
+        Thread,   // thread names[0] of names[1]
         Fork,     // fork names[0] -> names[1]
         Exit,     // exit names[0]
         Do,       // [T:] [var =] expr  (var in name)
@@ -79,6 +80,9 @@ struct Stmt {
     std::string name;      // Do: variable assigned (may be empty); Skip: reason; Allow: kind
     bool negate = false;   // Expect: `not`
     ExprPtr expr;          // Do, Expect, Skip (condition; may be null)
+    // `if COND: STATEMENT`: run only when COND holds (evaluated when reached).
+    // Shared: one guarded `task A, B` line yields several statements.
+    std::shared_ptr<const Expr> guard;
     std::string line_text; // for diagnostics
 };
 

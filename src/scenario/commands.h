@@ -16,9 +16,9 @@ namespace pl::scenario {
 
 enum class Cmd : uint8_t {
     // address space (pl_mmap and friends) and the CPU's view
-    mmap, munmap, mprotect, madvise, mremap, write, read, memset, migrate, compact,
+    mmap, munmap, mprotect, madvise, mremap, write, read, memset, migrate, compact, clear_refs,
     // files (pl_file_new, pl_pwrite, ...)
-    open, pwrite, pread, fsync, ftruncate, read_disk,
+    open, pwrite, pread, fsync, ftruncate, fallocate, read_disk,
     // GUP (include/pinlab/kapi.h "GUP" block)
     get_user_pages, get_user_pages_fast, get_user_pages_fast_only, get_user_pages_unlocked, get_user_pages_remote,
     pin_user_pages, pin_user_pages_fast, pin_user_pages_unlocked, pin_user_pages_remote,
@@ -29,6 +29,22 @@ enum class Cmd : uint8_t {
     put_user_page, put_user_pages, put_user_pages_dirty_lock,
     // the device's view of a pinned page (pl_page_read/pl_page_write)
     device_read, device_write,
+    // drivers (src/scenario/driver_commands.cpp; include/pinlab/kapi.h driver blocks)
+    io_uring_setup, io_uring_register_buffers, io_uring_unregister_buffers, io_uring_read_fixed,
+    io_uring_write_fixed, io_uring_buffer_segments, io_uring_exit,
+    vfio_open, vfio_map_dma, vfio_unmap_dma, vfio_dma_read, vfio_dma_write, vfio_close,
+    pipe, vmsplice, pipe_read, pipe_nr_bufs, pipe_close,
+    process_vm_readv, process_vm_writev, ptrace_allowed, set_rlimit_memlock, cap_ipc_lock, locked_vm, pinned_vm,
+    dma_heap_alloc, dma_buf_size, dma_buf_device_read, dma_buf_device_write,
+    ttm_bo_create, ttm_bo_move, ttm_bo_placement, ttm_bo_pfn, ttm_bo_read, ttm_bo_write, ttm_bo_put,
+    vb2_queue_new, vb2_reqbufs, vb2_qbuf, vb2_dqbuf, vb2_device_dma, vb2_queue_close,
+    direct_read, direct_write, dio_complete,
+    ib_umem_get, ib_umem_release, ib_umem_dma_read, ib_umem_dma_write, ib_umem_nents,
+    get_futex_key, same_key,
+    frame_vector_create, get_vaddr_frames, put_vaddr_frames, frame_vector_destroy, frame_vector_is_pfns,
+    frame_vector_got_ref, frame_vector_nr_frames,
+    pin_owner_begin, pin_owner_end, dev_open,
+    v6_4_get_user_pages, v6_4_pin_user_pages, vmas_start, vmas_flags,
 };
 
 // How the parser reads one argument.

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "pinlab/kapi.h"
+#include "scenario/driver_commands.h"
 #include "scenario/parser.h"
 
 namespace pl::scenario {
@@ -28,12 +29,17 @@ struct StepStop {
 class MmapReadGuard {
 public:
     explicit MmapReadGuard(mm_struct* mm) : mm_(mm) { mmap_read_lock(mm_); }
-    ~MmapReadGuard() { mmap_read_unlock(mm_); }
+    ~MmapReadGuard() {
+        if (held_) mmap_read_unlock(mm_);
+    }
+    // GUP dropped the lock itself and said so (*locked == 0).
+    void dropped() { held_ = false; }
     MmapReadGuard(const MmapReadGuard&) = delete;
     MmapReadGuard& operator=(const MmapReadGuard&) = delete;
 
 private:
     mm_struct* mm_;
+    bool held_ = true;
 };
 
 std::string hex(unsigned long v) {
@@ -44,7 +50,8 @@ std::string hex(unsigned long v) {
 
 class Interpreter {
 public:
-    Interpreter(const Scenario& s, std::string config) : s_(s), config_(std::move(config)) {}
+    Interpreter(const Scenario& s, std::string config, StepObserver* obs)
+        : s_(s), config_(std::move(config)), obs_(obs) {}
 
     Outcome run() {
         Outcome out;
@@ -60,12 +67,16 @@ public:
         try {
             for (const Stmt& st : s_.stmts) {
                 at = &st;
+                if (obs_) obs_->before_step(st);
                 step(st);
+                if (obs_) obs_->after_step(st);
+                if (obs_) obs_->state(tasks_);
             }
             at = nullptr;
             teardown();
             final_checks();
         } catch (const StepStop& stop) {
+            if (obs_ && at) obs_->after_step(*at);
             out.verdict = stop.verdict;
             out.reason = stop.message;
             out.diag = {s_.name, stop.loc, stop.message, at ? at->line_text : ""};
@@ -98,12 +109,21 @@ private:
     }
 
     void step(const Stmt& st) {
+        if (st.guard && !eval(*st.guard).truthy()) return;
         switch (st.kind) {
             case Stmt::Kind::Task: {
                 task_struct* t = pl_task_new(k_);
                 if (!t) fail(st.loc, std::string("pl_task_new failed: ") + pl_last_error());
                 tasks_[st.names[0]] = t;
                 order_.push_back(st.names[0]);
+                return;
+            }
+            case Stmt::Kind::Thread: {
+                task_struct* th = pl_thread_new(task(st.names[1], st.loc));
+                if (!th) fail(st.loc, std::string("pl_thread_new failed: ") + pl_last_error());
+                tasks_[st.names[0]] = th;
+                order_.push_back(st.names[0]);
+                check_invariants(st.loc);
                 return;
             }
             case Stmt::Kind::Fork: {
@@ -143,6 +163,7 @@ private:
             const Value a = eval(*e.kids[0]);
             const Value b = eval(*e.kids[1]);
             const bool holds = compare(e, a, b);
+            if (obs_) obs_->compared(st, a.show(), e.op.empty() ? "contains" : e.op, b.show(), holds != st.negate);
             if (holds != st.negate) return;
             if (e.op == "==" && !st.negate) fail(e.loc, "expectation failed: expected " + b.show() + ", got " + a.show());
             if (e.op == "contains")
@@ -153,6 +174,7 @@ private:
         }
         last_check_error_.clear();
         const Value v = eval(e);
+        if (obs_) obs_->compared(st, v.show(), "", "", v.truthy() != st.negate);
         if (v.truthy() != st.negate) return;
         std::string msg = "expectation failed: expected " + std::string(st.negate ? "false" : "true") + ", got " + v.show();
         if (!last_check_error_.empty()) msg += ": " + last_check_error_;
@@ -346,6 +368,7 @@ private:
         const auto& a = c.args;
         auto arg_u = [&](size_t i, unsigned long dflt = 0) { return i < a.size() ? ulong(*a[i]) : dflt; };
         const CommandSpec& spec = *c.spec;
+        if (is_driver_command(spec.cmd)) return driver_exec(c, t);
         switch (spec.cmd) {
             case Cmd::mmap: {
                 const unsigned long len = arg_u(0);
@@ -413,6 +436,7 @@ private:
             case Cmd::memset: return Value::integer(pl_memset(t, arg_u(0), static_cast<int>(arg_u(1)), arg_u(2)));
             case Cmd::migrate: return Value::integer(pl_migrate_page(t, arg_u(0)));
             case Cmd::compact: return Value::integer(pl_compact_memory(k_));
+            case Cmd::clear_refs: return Value::integer(pl_clear_refs(t, static_cast<int>(arg_u(0))));
             case Cmd::open: {
                 Value fs = eval(*a[0]);
                 Value v;
@@ -436,6 +460,7 @@ private:
             }
             case Cmd::fsync: return Value::integer(pl_fsync(file(*a[0])));
             case Cmd::ftruncate: return Value::integer(pl_ftruncate(file(*a[0]), arg_u(1)));
+            case Cmd::fallocate: return Value::integer(pl_fallocate(file(*a[0]), 0, arg_u(1), arg_u(2)));
             case Cmd::get_user_pages:
             case Cmd::get_user_pages_fast:
             case Cmd::get_user_pages_fast_only:
@@ -537,8 +562,31 @@ private:
                 return Value::integer(
                     pl_page_write(p, u32(*a[1]), bytes.data(), static_cast<unsigned>(bytes.size())));
             }
+            default: break;  // the driver commands: driver_exec()
         }
         fail(c.loc, "command not implemented");
+    }
+
+    // Driver commands run in driver_commands.cpp, through this interpreter's
+    // expressions, tasks, variables and files.
+    Value driver_exec(const Call& c, task_struct* t) {
+        DriverHost host;
+        host.k = k_;
+        host.eval = [this](const Expr& x) { return eval(x); };
+        host.task = [this](const std::string& n, SourceLoc l) { return task(n, l); };
+        host.own_file = [this](pl_file* f) { files_.push_back(f); };
+        host.disown_file = [this](pl_file* f) {
+            auto it = std::find(files_.begin(), files_.end(), f);
+            if (it == files_.end()) return false;
+            files_.erase(it);
+            return true;
+        };
+        host.set_var = [this](const std::string& n, Value v) { vars_[n] = std::move(v); };
+        try {
+            return drivers_.exec(c, t, host);
+        } catch (const DriverFail& f) {
+            fail(f.loc, f.message);
+        }
     }
 
     // An `unsigned int` argument of the C API (pl_page_read's offset).
@@ -588,14 +636,22 @@ private:
                 r = pin_user_pages(start, static_cast<unsigned long>(nr), flags, out);
                 break;
             }
-            case Cmd::get_user_pages_remote: {
-                MmapReadGuard lock(mm);
-                r = get_user_pages_remote(mm, start, static_cast<unsigned long>(nr), flags, out, nullptr);
-                break;
-            }
+            case Cmd::get_user_pages_remote:
             case Cmd::pin_user_pages_remote: {
+                // With `locked`, GUP may drop the lock (a fault that retries,
+                // a fatal signal) and says so with *locked = 0: the caller
+                // unlocks only while it still holds it.
+                bool want_locked = false;
+                option(c, "locked", &want_locked);
+                int locked = 1;
                 MmapReadGuard lock(mm);
-                r = pin_user_pages_remote(mm, start, static_cast<unsigned long>(nr), flags, out, nullptr);
+                r = c.spec->cmd == Cmd::get_user_pages_remote
+                        ? get_user_pages_remote(mm, start, static_cast<unsigned long>(nr), flags, out,
+                                                want_locked ? &locked : nullptr)
+                        : pin_user_pages_remote(mm, start, static_cast<unsigned long>(nr), flags, out,
+                                                want_locked ? &locked : nullptr);
+                if (!locked) lock.dropped();
+                if (want_locked) vars_["locked"] = Value::integer(locked);
                 break;
             }
             case Cmd::get_user_pages_unlocked:
@@ -623,6 +679,7 @@ private:
 
     void teardown() {
         pl_set_current(nullptr);
+        drivers_.release_all();
         for (auto it = order_.rbegin(); it != order_.rend(); ++it) {
             task_struct*& t = tasks_[*it];
             if (t) pl_exit(t);
@@ -688,7 +745,9 @@ private:
     std::map<std::string, int> seen_;
     std::set<std::string> allowed_;
     std::string last_check_error_;
+    DriverCommands drivers_;  // driver handles (rings, containers, ...)
     bool corrupt_ = false;  // invariants broken: abandon the kernel
+    StepObserver* obs_ = nullptr;  // `pinlab explain`
 };
 
 }  // namespace
@@ -703,10 +762,10 @@ std::string_view verdict_name(Verdict v) {
     return "?";
 }
 
-Outcome run_scenario(const Scenario& s, const std::string& extra_config) {
+Outcome run_scenario(const Scenario& s, const std::string& extra_config, StepObserver* observer) {
     std::string config = s.config;
     if (!extra_config.empty()) config += (config.empty() ? "" : " ") + extra_config;
-    Interpreter in(s, config);
+    Interpreter in(s, config, observer);
     return in.run();
 }
 

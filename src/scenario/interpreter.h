@@ -9,10 +9,13 @@
 // closed, no frame is left allocated (leaked pins' quarantine excepted).
 #pragma once
 
+#include <map>
 #include <string>
 
 #include "scenario/ast.h"
 #include "scenario/diagnostic.h"
+
+struct task_struct;  // include/pinlab/kapi.h
 
 namespace pl::scenario {
 
@@ -33,6 +36,19 @@ inline constexpr unsigned long kMaxReadBytes = 1UL << 20;  // bytes per read / d
 
 // `extra_config`: key=value words applied after the scenario's own `config`
 // lines (the command line's --config/--era), so they win.
-Outcome run_scenario(const Scenario& s, const std::string& extra_config);
+// Told about each step by `pinlab explain` (src/scenario/explain.cpp); `run` passes none.
+class StepObserver {
+public:
+    virtual ~StepObserver() = default;
+    virtual void before_step(const Stmt&) {}
+    virtual void after_step(const Stmt&) {}  // also after the step that stopped the scenario
+    // After a step that completed: the live tasks by name (exited ones are null).
+    virtual void state(const std::map<std::string, task_struct*>& /*tasks*/) {}
+    // An expectation as evaluated: both sides (`rhs` empty for a plain condition) and whether it held.
+    virtual void compared(const Stmt&, const std::string& /*lhs*/, const std::string& /*op*/,
+                          const std::string& /*rhs*/, bool /*held*/) {}
+};
+
+Outcome run_scenario(const Scenario& s, const std::string& extra_config, StepObserver* observer = nullptr);
 
 }  // namespace pl::scenario

@@ -27,7 +27,7 @@ constexpr PageProp kPageProps[] = {
 };
 
 constexpr std::string_view kKeywords[] = {
-    "scenario", "config", "matrix", "task", "fork", "exit", "expect", "skip", "allow", "not", "if",
+    "scenario", "config", "matrix", "task", "thread", "fork", "exit", "expect", "skip", "allow", "not", "if",
     "vmstat", "reports", "dmesg", "pins", "page", "same_frame", "pte", "invariants", "contains", "fill",
     "dirty", "clean", "private", "shared", "anon", "shmem", "memfd", "hugetlb", "file", "device",
 };
@@ -107,7 +107,7 @@ private:
         if (t.kind != Tok::Ident) fail(t, "a task name");
         auto it = tasks_.find(t.text);
         if (it == tasks_.end())
-            fail_msg(t.loc, "unknown task '" + t.text + "' (expected a task declared with `task` or `fork ... ->`)");
+            fail_msg(t.loc, "unknown task '" + t.text + "' (expected a task declared with `task`, `thread ... of` or `fork ... ->`)");
         if (it->second > 0)
             fail_msg(t.loc, "task '" + t.text + "' has exited (line " + std::to_string(it->second) + ")");
         return t.text;
@@ -129,7 +129,24 @@ private:
     void started() { started_ = true; }
 
     // ---- statements ----------------------------------------------------------
+    // `if COND: STATEMENT` guards one statement (cow.c's memory setups differ
+    // by a few steps per memory type; a matrix line picks the type).
     void statement(const std::string& line) {
+        if (!at_ident("if")) return statement_body(line);
+        next();
+        started();
+        if (peek().kind == Tok::End) fail(peek(), "a condition after 'if'");
+        std::shared_ptr<const Expr> guard = condition();
+        expect(Tok::Colon, "':' and a statement after the condition");
+        if (peek().kind == Tok::End) fail(peek(), "a statement after 'if CONDITION:'");
+        if (at_ident("if") || at_ident("scenario") || at_ident("config") || at_ident("matrix"))
+            fail(peek(), "an operation (task, thread, fork, exit, expect, skip, allow, or a command)");
+        const size_t before = out_->stmts.size();
+        statement_body(line);
+        for (size_t i = before; i < out_->stmts.size(); ++i) out_->stmts[i].guard = guard;
+    }
+
+    void statement_body(const std::string& line) {
         Stmt s;
         s.loc = peek().loc;
         s.line_text = line;
@@ -156,6 +173,24 @@ private:
                     next();
                 }
                 return expect_end();
+            }
+            if (w == "thread") {
+                // `thread T of A`: clone(CLONE_VM|CLONE_THREAD) of task A.
+                next();
+                started();
+                s.kind = Stmt::Kind::Thread;
+                const Token& th = next();
+                new_name(th, "thread");
+                if (tasks_.count(th.text)) fail_msg(th.loc, "task '" + th.text + "' already exists");
+                if (vars_.count(th.text)) fail_msg(th.loc, "'" + th.text + "' is already a variable");
+                if (!at_ident("of")) fail(peek(), "'of' and the task whose thread it is");
+                next();
+                const std::string of = task_ref(next());
+                expect_end();
+                tasks_[th.text] = 0;
+                s.names = {th.text, of};
+                out_->stmts.push_back(std::move(s));
+                return;
             }
             if (w == "fork") {
                 next();
@@ -249,7 +284,7 @@ private:
                 if (peek().kind == Tok::Ident && !is_reserved(peek().text) && !vars_.count(peek().text) &&
                     !is_task(peek().text))
                     fail_msg(peek().loc, "unknown command '" + peek().text + "'");
-                fail(peek(), "a statement (task, fork, exit, expect, skip, allow, or a command such as mmap)");
+                fail(peek(), "a statement (task, thread, fork, exit, expect, skip, allow, or a command such as mmap)");
             }
             s.expr = term();
         } else {
@@ -653,6 +688,9 @@ private:
             if (opt->takes_value) v = typed(Type::Int, ("a value for '" + o.text + "'").c_str());
             in_args_ = saved;
             c->options.emplace_back(o.text, std::move(v));
+            // `locked` (the *_remote calls): the interpreter stores *locked
+            // after the call in the variable `locked`.
+            if (o.text == "locked") vars_["locked"] = Type::Int;
         }
         if (peek().kind == Tok::Arrow) {
             const Token& arrow = next();

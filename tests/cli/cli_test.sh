@@ -17,8 +17,12 @@ expect() {  # expect RC PATTERN -- ARGS...
   fi
 }
 expect 0 '^[0-9]+ passed, 0 failed$' -- demo
-expect 0 'invariants: all hold' --
-expect 0 'era=v5.10' -- --config "era=v5.10 thp=never"
+expect 0 'invariants: all hold' -- demo
+expect 0 'era=v5.10' -- --config "era=v5.10 thp=never" demo
+# No subcommand: the main job, the whole built-in corpus, all passing.
+expect 0 '^[0-9]+ passed, 0 failed, [0-9]+ skipped, 0 errors$' --
+expect 0 'examples/seeds/' --
+expect 0 'examples/selftests/' --
 expect 2 "unknown configuration key 'bogus'" -- --config "bogus=1"
 expect 2 "unknown era 'v9.9'" -- --config "era=v9.9"
 expect 2 'not expected: frobnicate' -- frobnicate

@@ -2,32 +2,16 @@
 // input) and the three output formats, by running the built binary.
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
-
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
+#include "scenario_test_util.h"
+
 namespace {
 
-struct Ran {
-    int status = -1;
-    std::string out;
-};
-
-Ran pinlab(const std::string& args, const std::string& prefix = "") {
-    Ran r;
-    const std::string cmd = prefix + "'" + PINLAB_CLI + "' " + args + " 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return r;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-    const int st = pclose(p);
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return r;
-}
+using pl::scenario::test::pinlab;
+using pl::scenario::test::Ran;
 
 class ScenarioCli : public ::testing::Test {
 protected:
@@ -121,10 +105,13 @@ TEST_F(ScenarioCli, EraAndConfigOverridesReachTheKernel) {
     EXPECT_EQ(cfg.status, 1) << cfg.out;
 }
 
-TEST_F(ScenarioCli, NoArgumentRunsTheTutorial) {
+// The main job: `run` with no argument (and `pinlab` alone) runs the
+// built-in corpus, tutorial, seeds and selftests.
+TEST_F(ScenarioCli, NoArgumentRunsTheBuiltInCorpus) {
     Ran r = pinlab("run");
     EXPECT_EQ(r.status, 0) << r.out;
-    EXPECT_NE(r.out.find("examples/tutorial/"), std::string::npos) << r.out;
+    for (const char* dir : {"examples/tutorial/", "examples/seeds/", "examples/selftests/"})
+        EXPECT_NE(r.out.find(dir), std::string::npos) << dir;
     EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
 }
 

@@ -13,13 +13,6 @@ namespace {
 
 constexpr const char* kSmall = "config ram=256M hugetlb_2m=4 hugetlb_1g=0\n";
 
-std::string verdicts(const RunSummary& r) {
-    std::string s;
-    for (const ScenarioResult& x : r.results)
-        s += std::string(verdict_name(x.verdict)) + " " + x.name + ": " + x.reason + "\n" + x.detail + "\n";
-    return s;
-}
-
 TEST(ScenarioRun, PinThenForkChildDoesNotSeeDma) {
     const std::string text = std::string(kSmall) + R"(scenario "R/O pin, then fork"
 task A

@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -28,5 +31,40 @@ inline RunSummary run(const std::string& text, const std::string& extra_config =
     run_text("t.pin", text, o, &r);
     return r;
 }
+
+// Every result of a run, one "VERDICT name: reason" line (plus its detail)
+// each: for failure messages.
+inline std::string verdicts(const RunSummary& r) {
+    std::string s;
+    for (const ScenarioResult& x : r.results)
+        s += std::string(verdict_name(x.verdict)) + " " + x.name + ": " + x.reason + "\n" + x.detail + "\n";
+    return s;
+}
+
+// What a shell command printed (stdout and stderr) and its exit status.
+struct Ran {
+    int status = -1;
+    std::string out;
+};
+
+inline Ran sh(const std::string& cmd) {
+    Ran r;
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) return r;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+    const int st = pclose(p);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return r;
+}
+
+#ifdef PINLAB_CLI
+// Runs the built pinlab binary with `args` (after a shell `prefix`, e.g. an
+// environment assignment).
+inline Ran pinlab(const std::string& args, const std::string& prefix = "") {
+    return sh(prefix + "'" + PINLAB_CLI + "' " + args + " 2>&1");
+}
+#endif
 
 }  // namespace pl::scenario::test
