@@ -66,6 +66,27 @@ protected:
         EXPECT_EQ(pl_fsync(f), 0);
         return f;
     }
+    // Vetter's setup: seed 003's bad config (a PFN_DEV PMD leaf GUP-fast
+    // takes), a system bo mapped 2 MiB-aligned and touched, and an O_DIRECT
+    // read of `data` into its first page left in flight.
+    struct InFlight {
+        pl_file* bo = nullptr;
+        unsigned long addr = 0;
+        pl_dio* dio = nullptr;
+        unsigned long allocated_before = 0;  // frames before the bo existed
+    };
+    InFlight read_into_bo_in_flight(const std::string& data) {
+        reboot("ram=512M hugetlb_2m=0 arch.pmd_special=off");
+        expect_reports("pfnmap_gup", 1);
+        InFlight r;
+        pl_file* src = source(data);
+        r.allocated_before = pl_nr_allocated_pages(k);
+        r.bo = bo(0);
+        r.addr = map_bo(r.bo);
+        put_str(t, r.addr, "bo");
+        EXPECT_EQ(pl_direct_read(t, src, r.addr, kPage, 0, &r.dio), static_cast<long>(kPage));
+        return r;
+    }
     std::string bo_str(pl_file* f, unsigned long off) {
         std::array<char, 32> buf{};
         EXPECT_EQ(pl_ttm_bo_read(f, off, buf.data(), buf.size() - 1), static_cast<long>(buf.size() - 1));
@@ -107,17 +128,12 @@ TEST_F(Seed003DirectIo, ReadIntoBoMapping) {
 // tracker reports the free of a pinned page. Completion then releases the
 // frame: nothing leaks, nothing is written into memory someone else owns.
 TEST_F(Seed003DirectIo, BoFreedWhileReadInFlight) {
-    reboot("ram=512M hugetlb_2m=0 arch.pmd_special=off");
-    expect_reports("pfnmap_gup", 1);
+    const InFlight io = read_into_bo_in_flight("late dma");
     expect_reports("pinned_page_moved", 1);
-    pl_file* src = source("late dma");
-    const unsigned long before = pl_nr_allocated_pages(k);
-    pl_file* f = bo(0);
-    const unsigned long a = map_bo(f);
-    put_str(t, a, "bo");
-    pl_dio* dio = nullptr;
-    ASSERT_EQ(pl_direct_read(t, src, a, kPage, 0, &dio), static_cast<long>(kPage));
-    ASSERT_NE(dio, nullptr);
+    ASSERT_NE(io.dio, nullptr);
+    pl_file* f = io.bo;
+    pl_dio* dio = io.dio;
+    const unsigned long a = io.addr, before = io.allocated_before;
     page* pinned = pl_pfn_to_page(k, pl_ttm_bo_pfn(f, 0));  // a PFN mapping: no page through the VA
     EXPECT_TRUE(pinned && page_maybe_dma_pinned(pinned)) << "the bo's own page is pinned";
     ASSERT_EQ(pl_munmap(t, a, kPmd), 0);
@@ -134,16 +150,11 @@ TEST_F(Seed003DirectIo, BoFreedWhileReadInFlight) {
 // Waiting for the I/O before freeing ("If you wait until the direct io is
 // complete, then I think nothing bad can be observed"): no report.
 TEST_F(Seed003DirectIo, BoFreedAfterCompletionIsClean) {
-    reboot("ram=512M hugetlb_2m=0 arch.pmd_special=off");
-    expect_reports("pfnmap_gup", 1);
-    pl_file* src = source("on time");
-    const unsigned long before = pl_nr_allocated_pages(k);
-    pl_file* f = bo(0);
-    const unsigned long a = map_bo(f);
-    put_str(t, a, "bo");
-    pl_dio* dio = nullptr;
-    ASSERT_EQ(pl_direct_read(t, src, a, kPage, 0, &dio), static_cast<long>(kPage));
-    EXPECT_EQ(pl_dio_complete(dio), static_cast<long>(kPage));
+    const InFlight io = read_into_bo_in_flight("on time");
+    ASSERT_NE(io.dio, nullptr);
+    pl_file* f = io.bo;
+    const unsigned long a = io.addr, before = io.allocated_before;
+    EXPECT_EQ(pl_dio_complete(io.dio), static_cast<long>(kPage));
     std::array<char, 8> buf{};
     ASSERT_EQ(pl_ttm_bo_read(f, 0, buf.data(), buf.size()), static_cast<long>(buf.size()));
     EXPECT_STREQ(buf.data(), "on time");
