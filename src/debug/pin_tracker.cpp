@@ -77,7 +77,9 @@ struct OwnerNow {
     const char* site;
     const char* entry;
     uint64_t step;
-    bool scoped;  // a PinOwnerScope names the owner (a driver), not a bare GUP call
+    // Pins taken by a task's own GUP calls are that task's to release (its
+    // pid); a driver's (scoped) pins belong to the driver object (0).
+    int pid;
 };
 
 std::string owner_text(const char* owner, const char* site, const char* entry) {
@@ -127,8 +129,9 @@ void drop_recs(Entry& e, long refs, const char* owner) {
 // Who takes references now (see PinOwnerScope and GupCallScope).
 OwnerNow owner_now(Kernel& k) {
     if (t_entry && t_step == 0) t_step = k.next_gup_step();  // a remote call made with no current task
-    if (t_scope) return {t_scope->owner(), t_scope->site(), t_entry, t_step, true};
-    return {t_entry ? t_entry : "unknown", nullptr, t_entry, t_step, false};
+    if (t_scope) return {t_scope->owner(), t_scope->site(), t_entry, t_step, 0};
+    const Task* t = current();
+    return {t_entry ? t_entry : "unknown", nullptr, t_entry, t_step, t ? t->pid : 0};
 }
 
 }  // namespace
@@ -167,16 +170,12 @@ void pin_track_grab_locked(Kernel& k, const Folio* f, int refs, unsigned flags) 
         e.pins += refs;
         for (auto& r : e.recs) {
             if (!r.leaked && r.owner == o.owner && r.site == o.site && r.step == o.step && r.flags == flags &&
-                (o.scoped || r.pid == (current() ? current()->pid : 0))) {
+                r.pid == o.pid) {
                 r.pins += refs;
                 return;
             }
         }
-        // Pins taken by a task's own GUP calls are that task's to release;
-        // a driver's (scoped) pins belong to the driver object.
-        const Task* t = current();
-        const int pid = !o.scoped && t ? t->pid : 0;
-        e.recs.push_back(PinRec{o.owner, o.site, o.entry, flags, o.step, refs, false, pid});
+        e.recs.push_back(PinRec{o.owner, o.site, o.entry, flags, o.step, refs, false, o.pid});
     } else {
         e.gets += refs;
         e.get_owner = o.owner;
@@ -319,30 +318,29 @@ void pin_track_pfnmap_gup(Kernel& k, const Folio* f, const Page* page, const cha
 
 namespace {
 
-// Reports (once) and quarantines the pins of `k` that `match` selects.
+struct Leak {
+    unsigned long pfn;
+    std::string owner;
+    unsigned flags;
+    uint64_t step;
+    long pins;
+    int pid;
+};
+
+// Under the shard lock: marks (once) the records of f that `match` selects
+// as leaked, i.e. quarantined (the reference stays, the frame is never
+// reused), and notes them for the report.
 template <typename Match>
-void leak_scan_if(Kernel& k, const char* when, Match&& match) {
-    struct Leak {
-        unsigned long pfn;
-        std::string owner;
-        unsigned flags;
-        uint64_t step;
-        long pins;
-        int pid;
-    };
-    std::vector<Leak> leaks;
-    for (auto& sh : shards()) {
-        std::lock_guard g(sh.mu);
-        for (auto& [f, e] : sh.map) {
-            if (e.k != &k) continue;
-            for (auto& r : e.recs) {
-                if (r.leaked || r.pins == 0 || !match(f, r)) continue;
-                r.leaked = true;  // quarantined: the reference stays, the frame is never reused
-                leaks.push_back(
-                    {pfn_of(k, f, nullptr), owner_text(r.owner, r.site, r.entry), r.flags, r.step, r.pins, r.pid});
-            }
-        }
+void collect_leaks(Kernel& k, const Folio* f, Entry& e, Match& match, std::vector<Leak>& leaks) {
+    if (e.k != &k) return;
+    for (auto& r : e.recs) {
+        if (r.leaked || r.pins == 0 || !match(r)) continue;
+        r.leaked = true;
+        leaks.push_back({pfn_of(k, f, nullptr), owner_text(r.owner, r.site, r.entry), r.flags, r.step, r.pins, r.pid});
     }
+}
+
+void report_leaks(Kernel& k, const char* when, const std::vector<Leak>& leaks) {
     for (auto& l : leaks) {
         const std::string by = l.pid ? " in pid " + std::to_string(l.pid) : std::string();
         report(k, "leak", when, l.pfn, l.owner, l.flags, l.step,
@@ -352,22 +350,41 @@ void leak_scan_if(Kernel& k, const char* when, Match&& match) {
     }
 }
 
+// Reports (once) and quarantines every pin of `k` that `match` selects.
+template <typename Match>
+void leak_scan_if(Kernel& k, const char* when, Match&& match) {
+    std::vector<Leak> leaks;
+    for (auto& sh : shards()) {
+        std::lock_guard g(sh.mu);
+        for (auto& [f, e] : sh.map) collect_leaks(k, f, e, match, leaks);
+    }
+    report_leaks(k, when, leaks);
+}
+
 }  // namespace
 
 void pin_track_leak_scan(Kernel& k, const char* when) {
-    leak_scan_if(k, when, [](const Folio*, const PinRec&) { return true; });
+    leak_scan_if(k, when, [](const PinRec&) { return true; });
 }
 
 void pin_track_task_exit(Kernel& k, int pid) {
     if (pid == 0) return;
-    leak_scan_if(k, "exit", [&](const Folio*, const PinRec& r) { return r.pid == pid; });
+    leak_scan_if(k, "exit", [&](const PinRec& r) { return r.pid == pid; });
 }
 
 void pin_track_munmap(Kernel& k, int pid, const std::vector<const Folio*>& unmapped) {
     if (pid == 0 || unmapped.empty()) return;
-    leak_scan_if(k, "munmap", [&](const Folio* f, const PinRec& r) {
-        return r.pid == pid && !f->mapped() && std::find(unmapped.begin(), unmapped.end(), f) != unmapped.end();
-    });
+    // One lookup per unmapped folio: a munmap of a large pinned range stays
+    // linear in its size, whatever else is pinned.
+    auto mine = [&](const PinRec& r) { return r.pid == pid; };
+    std::vector<Leak> leaks;
+    for (const Folio* f : unmapped) {
+        if (f->mapped()) continue;
+        Shard& sh = shard(f);
+        std::lock_guard g(sh.mu);
+        if (auto it = sh.map.find(f); it != sh.map.end()) collect_leaks(k, f, it->second, mine, leaks);
+    }
+    report_leaks(k, "munmap", leaks);
 }
 
 unsigned long pin_track_quarantined_pages(Kernel& k) {
