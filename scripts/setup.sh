@@ -14,6 +14,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev libcli11-dev
   libfmt-dev nlohmann-json3-dev liburing-dev
   chromium                      # pinlab explain --html is rendered headless in a test
+  xfsprogs btrfs-progs          # pinlab conform makes xfs/btrfs loop file systems (root)
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

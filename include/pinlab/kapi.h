@@ -239,6 +239,9 @@ int PageDirty(struct page *p);
 int PageWriteback(struct page *p);
 int PageHuge(struct page *p);
 int PageReserved(struct page *p);
+/* 1 for the 4 KiB shared zero page and for any page of the huge zero folio
+ * (what /proc/kpageflags reports as KPF_ZERO_PAGE; upstream's is_zero_page()
+ * is the small one only: GUP pins the huge zero folio, never the small one). */
 int is_zero_page(struct page *p);
 /* Reference counting of a page the caller already holds a reference on. */
 void get_page(struct page *p);
@@ -316,7 +319,11 @@ unsigned long pl_task_locked_vm(struct task_struct *t, int which);
  *    are, e.g. -EFAULT for a shared ext4 mapping); era current also
  *    coalesces a buffer backed by same-size large folios into one segment
  *    per folio, keeping one pin per folio (io_coalesce_buffer()).
- * pl_io_uring_setup: NULL (pl_last_error) for entries 0 or > 32768. A ring
+ * pl_io_uring_setup: NULL (pl_last_error) for entries 0 or > 32768 (-EINVAL)
+ * or when the ring's own pages do not fit RLIMIT_MEMLOCK (-ENOMEM; without
+ * CAP_IPC_LOCK at setup they are charged to the user's locked_vm as
+ * io_uring_create() does in the configured era, and returned at close); then
+ * pl_last_error() reads "pl_io_uring_setup: -E...: ...". A ring
  * (or vfio container) left open when its task exits is closed by the exit,
  * as exit_files() closes its fd: its buffers (or DMA mappings) are
  * unregistered and unpinned then. The handle must still be freed with
@@ -400,8 +407,11 @@ unsigned pl_pipe_nr_bufs(struct pl_pipe *p);
  * under mmap_read_lock, the caller's side goes through its page tables
  * (faulting, COWing), and the pins are dropped with
  * unpin_user_pages_dirty_lock() (dirty for writev). Permission, a reduced
- * ptrace check: the same task, the target's fork() parent, or a target with
- * pl_task_set_ptrace_allowed(target, 1); else -EPERM. Returns bytes copied
+ * ptrace check: every task is root (CAP_SYS_PTRACE), so any caller may
+ * access a target while pl_task_set_ptrace_allowed(target, 1) (the default);
+ * with 0 (a caller without CAP_SYS_PTRACE under Yama's ptrace_scope=1) only
+ * the target's own thread group and its ancestors (task_is_descendant())
+ * may; else -EPERM. Returns bytes copied
  * (a partial transfer returns what moved), 0 for len 0, -EFAULT (nothing
  * copied: unmapped or protected remote or local memory, wrapping ranges),
  * -ESRCH (target exited), -EINVAL (bad caller). Pin tracker owner:

@@ -4,6 +4,8 @@
 #include <charconv>
 #include <limits>
 
+#include "base/units.h"
+
 namespace pl {
 namespace {
 
@@ -31,7 +33,7 @@ struct KeyInfo {
     std::string_view key, description;
 };
 
-constexpr std::array<KeyInfo, 16> kKeys{{
+constexpr std::array<KeyInfo, 18> kKeys{{
     {"era", "kernel era whose historical behaviour is modelled"},
     {"ram", "simulated RAM (bytes; K/M/G/T suffixes)"},
     {"movable", "part of RAM placed in ZONE_MOVABLE (movablecore=)"},
@@ -48,6 +50,8 @@ constexpr std::array<KeyInfo, 16> kKeys{{
     {"gup.foll_same_file", "FOLL_SAME_FILE (proposed Apr 2023, never merged): GUP fails unless all VMAs share vm_file"},
     {"dmabuf.require_pfnmap", "seed 003 (never merged): WARN when a dma-buf exporter's mmap does not set VM_PFNMAP"},
     {"dmabuf.refuse_private", "seed 003 thread (never merged): MAP_PRIVATE mmap of a dma-buf fails with -EINVAL"},
+    {"fault_around_bytes", "debugfs fault_around_bytes: file read faults also map the cached pages of this aligned window (do_fault_around); 4K turns it off"},
+    {"readahead_kb", "bdi read_ahead_kb of the disk file systems: a major file read fault reads this window around the page (do_sync_mmap_readahead); 0 reads just the page"},
 }};
 
 }  // namespace
@@ -137,6 +141,23 @@ Status Config::set(std::string_view key, std::string_view value, std::string* wh
     if (key == "gup.foll_same_file") return switch_key(gup_foll_same_file);
     if (key == "dmabuf.require_pfnmap") return switch_key(dmabuf_require_pfnmap);
     if (key == "dmabuf.refuse_private") return switch_key(dmabuf_refuse_private);
+    if (key == "fault_around_bytes") {
+        // fault_around_bytes_set(): more than a PTE table's worth is -EINVAL.
+        uint64_t v = 0;
+        if (Status s = size_key(v); !s) return s;
+        if (v / PAGE_SIZE > PTRS_PER_TABLE)
+            return fail("fault_around_bytes " + std::string(value) + " is more than a page table maps (2M)");
+        fault_around_bytes = v;
+        return ok_status();
+    }
+    if (key == "readahead_kb") {
+        // Like read_ahead_kb: KiB, turned into whole pages (ra_pages).
+        uint64_t v = 0;
+        if (Status s = count_key(v); !s) return s;
+        if (v > 65536) return fail("readahead_kb " + std::string(value) + " is more than the model allows (65536)");
+        readahead_kb = v;
+        return ok_status();
+    }
     return fail("unknown configuration key '" + std::string(key) + "'");
 }
 
@@ -211,6 +232,8 @@ std::string Config::to_string() const {
     s += std::string(" gup.foll_same_file=") + (gup_foll_same_file ? "on" : "off");
     s += std::string(" dmabuf.require_pfnmap=") + (dmabuf_require_pfnmap ? "on" : "off");
     s += std::string(" dmabuf.refuse_private=") + (dmabuf_refuse_private ? "on" : "off");
+    s += " fault_around_bytes=" + format_size(fault_around_bytes);
+    s += " readahead_kb=" + std::to_string(readahead_kb);
     return s;
 }
 

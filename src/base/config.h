@@ -55,6 +55,14 @@ struct Config {
     // refuse MAP_PRIVATE (COW) mappings of a dma-buf with -EINVAL.
     bool dmabuf_require_pfnmap = false;
     bool dmabuf_refuse_private = false;
+    // debugfs fault_around_bytes: how much do_fault_around() maps around a
+    // file read fault (rounded down to a power of two pages, at most a PTE
+    // table); 4096 (one page) turns fault-around off.
+    uint64_t fault_around_bytes = 65536;
+    // The disk file systems' bdi read_ahead_kb (/sys/block/*/queue): the
+    // mmap read-around window of a major file fault (do_sync_mmap_readahead())
+    // is this many KiB; 0 reads only the faulting page.
+    uint64_t readahead_kb = 128;
 
     bool era_at_least(Era e) const { return era >= e; }
 

@@ -193,7 +193,7 @@ private:
         Page* page = level == PtLevel::Pte ? vm_normal_page(*vma, a, e) : vm_normal_page_huge(*vma, a, e, level);
         if (!page || !mem_.owns(page) || devmap(e)) return;
         Folio* folio = page_folio(page);
-        if (mem_.is_zero_folio(folio)) return;
+        if (mem_.is_any_zero_folio(folio)) return;
         if (freed(folio)) {
             report(fmt("page table: entry points at a freed frame (pfn %#" PRIx64 ": refcount %d%s%s): ",
                        pfn_of(page), folio->ref_count(), folio->test(PG_buddy) ? ", PG_buddy" : "",
@@ -305,6 +305,14 @@ private:
     // --- per folio -------------------------------------------------------------------------------
     void check_folios() {
         for (auto& [f, fi] : folios_) {
+            if (mem_.is_huge_zero_folio(f)) {
+                // Its mappings hold no reference (vm_normal_page_pmd() skips
+                // it); GUP's pins and GETs on it do, noted in the ledger.
+                if (f->ref_count() != 1 + fi.ledger)
+                    report(fmt("refcount: huge zero folio at %d but 1 + %ld ledger expected", f->ref_count(),
+                               fi.ledger));
+                continue;
+            }
             if (mem_.is_zero_folio(f)) continue;
             const Who who{this, f, &fi};
             if (freed(f)) {

@@ -52,6 +52,7 @@ struct Recent {
     Kernel* k;
     const char* owner;
     uint64_t step;
+    uint64_t seq = 0;  // which fifo entry owns this record
 };
 
 constexpr size_t kShards = 16;
@@ -61,7 +62,10 @@ struct Shard {
     std::mutex mu;  // not a model lock
     std::unordered_map<const Folio*, Entry> map;
     std::unordered_map<const Folio*, Recent> recent;
-    std::deque<const Folio*> recent_fifo;
+    // (folio, seq): a folio re-pinned and released again has an older entry
+    // still queued, which must not evict its newer record.
+    std::deque<std::pair<const Folio*, uint64_t>> recent_fifo;
+    uint64_t recent_seq = 0;
 };
 
 std::array<Shard, kShards>& shards() {
@@ -200,10 +204,12 @@ bool pin_track_release_locked(Kernel* k, const Folio* f, const Page* page, int r
         e.pins -= refs;
         drop_recs(e, refs, t_scope ? t_scope->owner() : t_entry);
         if (e.pins == 0) {
-            sh.recent[f] = Recent{e.k, last.owner, last.step};
-            sh.recent_fifo.push_back(f);
+            const uint64_t seq = ++sh.recent_seq;
+            sh.recent[f] = Recent{e.k, last.owner, last.step, seq};
+            sh.recent_fifo.emplace_back(f, seq);
             while (sh.recent_fifo.size() > kMaxRecent) {
-                sh.recent.erase(sh.recent_fifo.front());
+                const auto [old, old_seq] = sh.recent_fifo.front();
+                if (auto r = sh.recent.find(old); r != sh.recent.end() && r->second.seq == old_seq) sh.recent.erase(r);
                 sh.recent_fifo.pop_front();
             }
             if (e.gets == 0) sh.map.erase(it);
@@ -392,7 +398,7 @@ unsigned long pin_track_quarantined_pages(Kernel& k) {
     for (auto& sh : shards()) {
         std::lock_guard g(sh.mu);
         for (auto& [f, e] : sh.map) {
-            if (e.k != &k || k.mem->is_zero_folio(f)) continue;
+            if (e.k != &k || k.mem->is_any_zero_folio(f)) continue;
             for (auto& r : e.recs) {
                 if (r.leaked && r.pins > 0) {
                     n += f->nr_pages();

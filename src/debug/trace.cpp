@@ -128,7 +128,7 @@ std::string page_state(const PhysMem& mem, const Page* page) {
     std::string s = "pfn " + hex(mem.page_to_pfn(page)) + " (" + zone_name(f->zone()) +
                     (mem.is_cma_page(page) ? ", CMA" : "") + ") refcount " + std::to_string(f->ref_count()) +
                     " pincount " + std::to_string(folio_pins(f)) + " mapcount " + std::to_string(f->mapcount());
-    if (mem.is_zero_folio(f)) s += " zero-page";
+    if (mem.is_any_zero_folio(f)) s += " zero-page";
     return s;
 }
 
@@ -426,7 +426,7 @@ std::vector<VmaSnap> snapshot_mm(MmStruct& mm, size_t max_leaves_per_vma) {
                     p.zone = std::string(zone_name(f->zone())) + (mem.is_cma_page(pg) ? ", CMA" : "");
                     p.anon = f->is_anon();
                     p.anon_exclusive = PageAnonExclusive(pg);
-                    p.zero = mem.is_zero_folio(f);
+                    p.zero = mem.is_any_zero_folio(f);
                 }
             }
             vs.ptes.push_back(std::move(p));

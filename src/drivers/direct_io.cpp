@@ -99,6 +99,11 @@ void dma_transfer(Dio& d) {
         const unsigned n = static_cast<unsigned>(
             std::min<unsigned long>({d.len - done, PAGE_SIZE - uoff, PAGE_SIZE - foff}));
         const size_t idx = (ua >> PAGE_SHIFT) - (d.addr >> PAGE_SHIFT);
+        const size_t fidx = (fpos >> PAGE_SHIFT) - (d.pos >> PAGE_SHIFT);
+        if (!d.pages[idx] || (fidx < d.holes.size() && d.holes[fidx])) {  // zeroed at submission
+            done += n;
+            continue;
+        }
         const pfn_t pfn = mem.page_to_pfn(reinterpret_cast<Page*>(d.pages[idx]));
         inode.disk.read_page(fpos >> PAGE_SHIFT, block);
         if (d.dir == DioDir::Read) {
@@ -131,6 +136,8 @@ long dio_complete(Dio* d) {
     }
     {
         PinOwnerScope owner("direct_io", "bio_release_pages");
+        std::erase(d->pages, nullptr);  // pages only holes landed in were never pinned
+        d->pages.insert(d->pages.end(), d->again.begin(), d->again.end());
         if (d->pinned) {
             ::unpin_user_pages_dirty_lock(d->pages.data(), d->pages.size(), d->dir == DioDir::Read);
         } else {
@@ -158,6 +165,83 @@ long buffered_fallback(Task& t, File& f, unsigned long addr, unsigned long len, 
     return w ? static_cast<long>(*w) : -static_cast<long>(w.error().errnum);
 }
 
+// tmpfs and memfd take O_DIRECT since v6.6 (shmem_file_open() sets
+// FMODE_CAN_ODIRECT) but do the I/O buffered, through the page cache:
+// shmem_file_read_iter() / shmem_file_write_iter() copy with
+// copy_to_user()/copy_from_user(), take no pins and need no alignment. A
+// fault after some progress ends the I/O short, as generic_perform_write()
+// and filemap_read() do. (Also btrfs's buffered fallback for writes, below.)
+long buffered_io(DioDir dir, Task& t, File& f, unsigned long addr, unsigned long len, unsigned long off) {
+    len = std::min(len, kMaxRwCount);
+    uint8_t buf[PAGE_SIZE];
+    auto* ct = reinterpret_cast<task_struct*>(&t);
+    unsigned long done = 0;
+    while (done < len) {
+        // One user page at a time, so that a fault ends the copy at the
+        // page where it happened.
+        const unsigned long n = std::min(len - done, PAGE_SIZE - ((addr + done) & ~PAGE_MASK));
+        long moved = 0;
+        if (dir == DioDir::Read) {
+            auto r = file_pread(f, buf, n, off + done);
+            if (!r) return done ? static_cast<long>(done) : -static_cast<long>(r.error().errnum);
+            if (*r == 0) break;  // EOF
+            moved = ::pl_write(ct, addr + done, buf, *r);
+        } else {
+            moved = ::pl_read(ct, addr + done, buf, n);
+            if (moved > 0) {
+                auto w = file_pwrite(f, buf, static_cast<uint64_t>(moved), off + done);
+                if (!w) return done ? static_cast<long>(done) : -static_cast<long>(w.error().errnum);
+            }
+        }
+        if (moved <= 0) return done ? static_cast<long>(done) : (moved ? moved : -EFAULT);
+        done += static_cast<unsigned long>(moved);
+        if (static_cast<unsigned long>(moved) < n) break;  // short: EOF or a fault
+    }
+    return static_cast<long>(done);
+}
+
+// A read whose range has holes (or unwritten extents: the model has none),
+// in file order as iomap_dio_iter() walks the extents: a hole's bytes are
+// zeroed in the user buffer at once by iomap_dio_hole_iter() (iov_iter_zero(),
+// a copy that takes no page reference); the user pages that data blocks land
+// in are pinned (iomap_dio_bio_iter()). A fault ends the walk: what was
+// pinned before it still moves, and the read fails with -EFAULT.
+long read_with_holes(Dio* d) {
+    Task* t = current();
+    static const uint8_t kZeros[PAGE_SIZE] = {};
+    PinOwnerScope owner("direct_io", "iov_iter_extract_pages");
+    unsigned long done = 0;
+    bool fault = false, any = false;
+    while (done < d->len) {
+        const unsigned long ua = d->addr + done, fpos = d->pos + done;
+        const unsigned long n = std::min<unsigned long>(
+            {d->len - done, PAGE_SIZE - (ua & ~PAGE_MASK), PAGE_SIZE - (fpos & ~PAGE_MASK)});
+        const size_t idx = (ua >> PAGE_SHIFT) - (d->addr >> PAGE_SHIFT);
+        if (d->holes[(fpos >> PAGE_SHIFT) - (d->pos >> PAGE_SHIFT)]) {
+            fault = ::pl_write(reinterpret_cast<task_struct*>(t), ua, kZeros, n) < 0;
+        } else if (!d->pages[idx]) {
+            fault = ::pin_user_pages_fast(ua & PAGE_MASK, 1, FOLL_WRITE, &d->pages[idx]) != 1;
+            any = any || !fault;
+        }
+        if (fault) break;
+        done += n;
+    }
+    if (!any) {  // nothing but holes (up to the fault): no bio
+        const long r = fault ? -EFAULT : static_cast<long>(d->result);
+        delete d;
+        return r;
+    }
+    for (page* p : d->pages)
+        if (p) ::set_page_dirty_lock(p);  // bio_set_pages_dirty()
+    if (fault) {
+        d->len = done;  // the bios submitted before the fault complete
+        d->result = 0;
+    }
+    d->file->get();
+    const long r = dio_complete(d);
+    return fault ? -EFAULT : r;
+}
+
 long dio_submit(DioDir dir, task_struct* ct, pl_file* cf, unsigned long addr, unsigned long len, unsigned long off,
                 pl_dio** inflight, const char* fn) {
     if (inflight) *inflight = nullptr;
@@ -169,6 +253,26 @@ long dio_submit(DioDir dir, task_struct* ct, pl_file* cf, unsigned long addr, un
     if (!cf) return -EBADF;
     File* f = reinterpret_cast<File*>(cf);
     Inode* inode = f->inode;
+    if (inode && inode->traits().shmem && !inode->traits().hugetlb && t->kernel.cfg.era == Era::current) {
+        unsigned long end = 0;
+        if (__builtin_add_overflow(addr, len, &end)) return -EFAULT;  // access_ok()
+        AsTask as(t);
+        return buffered_io(dir, *t, *f, addr, len, off);  // *inflight stays NULL: done at once
+    }
+    // btrfs_direct_write() falls back to a buffered write whenever the inode
+    // has data checksums (the default), since user pages may change under a
+    // bio whose checksum is already computed ("btrfs: always fallback to
+    // buffered write if the inode requires checksum"): no pins. The range is
+    // then flushed, as btrfs does before returning.
+    if (dir == DioDir::Write && inode && inode->fs == FsKind::Btrfs && t->kernel.cfg.era == Era::current) {
+        if (len == 0) return 0;
+        unsigned long end = 0;
+        if (__builtin_add_overflow(addr, len, &end)) return -EFAULT;  // access_ok()
+        AsTask as(t);
+        const long r = buffered_io(DioDir::Write, *t, *f, addr, len, off);
+        if (r > 0) (void)file_fsync(*f);
+        return r;
+    }
     // open(O_DIRECT) needs ->direct_IO: the model's disk file systems only.
     if (!inode || !inode->traits().writeback || inode->traits().dax) {
         kapi_set_error(std::string(fn) + ": -EINVAL: O_DIRECT is modelled on ext4, xfs and btrfs files only");
@@ -199,6 +303,10 @@ long dio_submit(DioDir dir, task_struct* ct, pl_file* cf, unsigned long addr, un
         }
         // kiocb_write_and_wait() (read) / kiocb_invalidate_pages() (write).
         (void)file_fsync(*f);
+        // iomap_dio_iter(): the extents of a read as they are now, flushed.
+        if (dir == DioDir::Read && k.cfg.era > Era::v6_0)
+            for (pgoff_t i = first_index(off); i <= last_index(off, len); i++)
+                d->holes.push_back(!inode->disk.has_block(i));
         if (dir == DioDir::Write && invalidate_range(*inode, first_index(off), last_index(off, len))) {
             delete d;
             d = nullptr;
@@ -218,21 +326,74 @@ long dio_submit(DioDir dir, task_struct* ct, pl_file* cf, unsigned long addr, un
     d->pinned = k.cfg.era > Era::v6_0;
     const unsigned long nr = last_index(addr, len) - first_index(addr) + 1;
     d->pages.assign(nr, nullptr);
+    // A read over holes runs to completion at once, `inflight` or not (see FIDELITY).
+    if (std::find(d->holes.begin(), d->holes.end(), true) != d->holes.end()) return read_with_holes(d);
+    // iomap_iter() hands iomap_dio_bio_iter() one extent at a time, and each
+    // extent gets bios of its own whose bio_iov_iter_get_pages() extracts
+    // (pins) that extent's part of the buffer in a call of its own. A write
+    // sees runs of allocated blocks and holes (ext4_iomap_begin() allocates
+    // a hole's blocks for that hole only), so a write across a boundary pins
+    // each side separately: GUP-fast grabs (and for an unshare, drops) again
+    // per extent, and a page straddling the boundary is pinned twice. A read
+    // has no holes here (read_with_holes() took those): one extent.
     long got = 0;
     {
         PinOwnerScope owner("direct_io", d->pinned ? "iov_iter_extract_pages" : "iov_iter_get_pages");
         const unsigned flags = dir == DioDir::Read ? FOLL_WRITE : 0;
-        const int n = static_cast<int>(nr);
-        got = d->pinned ? ::pin_user_pages_fast(addr & PAGE_MASK, n, flags, d->pages.data())
-                        : ::get_user_pages_fast(addr & PAGE_MASK, n, flags, d->pages.data());
-        if (got >= 0 && static_cast<unsigned long>(got) < nr) {
-            // See FIDELITY: the first extent is not submitted alone.
-            if (d->pinned) {
-                ::unpin_user_pages(d->pages.data(), static_cast<unsigned long>(got));
-            } else {
-                for (long i = 0; i < got; i++) ::put_page(d->pages[static_cast<size_t>(i)]);
+        const pgoff_t final = last_index(off, len);
+        unsigned long done = 0;  // bytes whose pages are extracted
+        while (done < len) {
+            const pgoff_t first = first_index(off + done);
+            pgoff_t last = final;
+            if (dir == DioDir::Write) {
+                const bool mapped = inode->disk.has_block(first);
+                for (pgoff_t i = first + 1; i <= final; i++)
+                    if (inode->disk.has_block(i) != mapped) {
+                        last = i - 1;
+                        break;
+                    }
             }
-            got = -EFAULT;
+            const unsigned long run = std::min(off + len, (last + 1) << PAGE_SHIFT) - (off + done);
+            const unsigned long ua = addr + done;
+            const size_t idx = first_index(ua) - first_index(addr);
+            const int n = static_cast<int>(last_index(ua, run) - first_index(ua) + 1);
+            std::vector<page*> pages(static_cast<size_t>(n), nullptr);
+            got = d->pinned ? ::pin_user_pages_fast(ua & PAGE_MASK, n, flags, pages.data())
+                            : ::get_user_pages_fast(ua & PAGE_MASK, n, flags, pages.data());
+            for (long i = 0; i < got; i++) {
+                page*& slot = d->pages[idx + static_cast<size_t>(i)];
+                if (slot) d->again.push_back(pages[static_cast<size_t>(i)]);
+                else slot = pages[static_cast<size_t>(i)];
+            }
+            if (got < n) {
+                if (got > 0) done += std::min(run, static_cast<unsigned long>(got) * PAGE_SIZE - (ua & ~PAGE_MASK));
+                break;
+            }
+            done += run;
+        }
+        if (done < len) {
+            // iomap_dio_bio_iter() submitted bios for what it could pin and
+            // fails on the next extraction: the I/O returns the error, but
+            // the first part's data has moved (read: into memory; write:
+            // onto the disk, i_size unchanged).
+            if (done > 0) {
+                d->len = done;
+                sync::WriteGuard g(inode->i_rwsem);
+                dma_transfer(*d);
+            }
+            // bio_release_pages(): a read's pages hold data now, so dirty.
+            const bool dirty = done > 0 && dir == DioDir::Read;
+            std::erase(d->pages, nullptr);
+            d->pages.insert(d->pages.end(), d->again.begin(), d->again.end());
+            if (d->pinned) {
+                ::unpin_user_pages_dirty_lock(d->pages.data(), d->pages.size(), dirty);
+            } else {
+                for (page* p : d->pages) {
+                    if (dirty) ::set_page_dirty_lock(p);
+                    ::put_page(p);
+                }
+            }
+            if (got >= 0) got = -EFAULT;
         }
     }
     if (got < 0) {

@@ -26,7 +26,11 @@ struct Dio {
     unsigned long pos = 0;        // file offset
     unsigned long result = 0;     // what completion returns (a read is clamped to EOF)
     bool pinned = true;           // FOLL_PIN (v6.3 on), else FOLL_GET references
-    std::vector<page*> pages;     // one pin (or reference) each
+    std::vector<page*> pages;     // one pin (or reference) each; NULL: a page only holes land in
+    std::vector<page*> again;     // second pins of pages that straddle an extent boundary
+    // Read: file pages [pos >> PAGE_SHIFT, ...] that were holes at submission
+    // (iomap_dio_hole_iter() zeroed their bytes then, without GUP).
+    std::vector<bool> holes;
 };
 
 // The logical block size of the model's block devices: what O_DIRECT

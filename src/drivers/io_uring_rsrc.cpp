@@ -2,7 +2,9 @@
 // io_sqe_buffer_register(), io_buffer_account_pin(), io_check_coalesce_buffer(),
 // io_coalesce_buffer(), io_buffer_unmap(), io_import_fixed(); io_uring/memmap.c
 // io_pin_pages(); the 2023 rsrc.c io_pin_pages() with its vmas[] walk; seed
-// 002's FOLL_SAME_FILE form of it).
+// 002's FOLL_SAME_FILE form of it) and the RLIMIT_MEMLOCK charge for the
+// ring's own memory (io_uring_create(), io_create_region(); before v5.12
+// ring_pages()).
 #include "base/handle_registry.h"
 #include "drivers/io_uring_rsrc.h"
 
@@ -11,9 +13,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cstdint>
 #include <cstring>
 #include <string>
 
+#include "base/error.h"
 #include "base/sync/spinlock.h"
 #include "debug/pin_tracker.h"
 #include "gup/foll_flags.h"
@@ -33,6 +37,18 @@ IoPinVariant io_pin_variant(const Config& cfg) {
     return IoPinVariant::PinFast;
 }
 
+IoRingAcct io_ring_acct(const Config& cfg) {
+    // v5.3 still had v5.1's separate rings ("io_uring: allocate the two rings
+    // together" is v5.4); v4.8 had no io_uring and is served as v5.3.
+    if (cfg.era <= Era::v5_3) return IoRingAcct::Whole;
+    // "io_uring: place ring SQ/CQ arrays under memcg memory limits" (v5.12).
+    if (cfg.era <= Era::v5_11) return IoRingAcct::PowerOfTwo;
+    // "io_uring: use region api for SQ/CQ" (v6.14) made the rings regions,
+    // and io_create_region() charges ctx->user.
+    if (cfg.era < Era::current) return IoRingAcct::Memcg;
+    return IoRingAcct::Regions;
+}
+
 }  // namespace pl
 
 using namespace pl;
@@ -43,6 +59,59 @@ constexpr unsigned kMaxEntries = 32768;           // IORING_MAX_ENTRIES
 constexpr unsigned kMaxRegBuffers = 1U << 14;     // IORING_MAX_REG_BUFFERS
 constexpr unsigned long kMaxBufLen = 1UL << 30;   // SZ_1G, io_buffer_validate()
 constexpr unsigned long kPageSize = 4096;
+constexpr unsigned long kCacheLine = 64;  // SMP_CACHE_BYTES (x86-64)
+constexpr unsigned long kSqeSize = 64;    // sizeof(struct io_uring_sqe)
+constexpr unsigned long kCqeSize = 16;    // sizeof(struct io_uring_cqe)
+
+unsigned long pages_of(unsigned long bytes) { return (bytes + kPageSize - 1) / kPageSize; }
+
+// 1 << get_order(bytes): the power-of-two allocation io_mem_alloc() made.
+unsigned long order_pages(unsigned long bytes) {
+    unsigned long n = 1;
+    while (n * kPageSize < bytes) n <<= 1;
+    return n;
+}
+
+// rings_size(): struct io_rings with its CQE array (the CQEs start on a
+// cache line), cache-line aligned, then the u32 SQ index array. `header` is
+// sizeof(struct io_rings): 320 while each head and tail had a cache line of
+// its own, 64 now; with the CQ twice the SQ, as here, both give the same page
+// counts for every power-of-two SQ.
+unsigned long rings_size(unsigned long header, unsigned long sq, unsigned long cq) {
+    unsigned long off = header + cq * kCqeSize;
+    off = (off + kCacheLine - 1) / kCacheLine * kCacheLine;
+    return off + sq * sizeof(uint32_t);
+}
+
+}  // namespace
+
+IoRingPages pl::io_ring_pages(const Config& cfg, unsigned entries) {
+    unsigned long sq = 1;  // roundup_pow_of_two(entries)
+    while (sq < entries) sq <<= 1;
+    const unsigned long cq = 2 * sq;
+    IoRingPages p;
+    switch (io_ring_acct(cfg)) {
+        case IoRingAcct::Whole:
+            // v5.1 ring_pages(): struct_size() of the SQ ring and of the CQ
+            // ring (each header a 128-byte struct io_uring and four or three
+            // u32, padded to 192) plus the SQE array, summed, then rounded.
+            p.rings = pages_of((192 + sq * sizeof(uint32_t)) + sq * kSqeSize + (192 + cq * kCqeSize));
+            break;
+        case IoRingAcct::PowerOfTwo:
+            p.rings = order_pages(rings_size(320, sq, cq));
+            p.sqes = order_pages(sq * kSqeSize);
+            break;
+        case IoRingAcct::Memcg: break;
+        case IoRingAcct::Regions:
+            // io_allocate_scq_urings(): each region is PAGE_ALIGN(size).
+            p.rings = pages_of(rings_size(64, sq, cq));
+            p.sqes = pages_of(sq * kSqeSize);
+            break;
+    }
+    return p;
+}
+
+namespace {
 
 HandleRegistry<IoRing>& registry() {
     static HandleRegistry<IoRing> r;
@@ -203,6 +272,59 @@ void io_coalesce_buffer(std::vector<page*>& pages, const CoalesceData& d) {
     pages.swap(out);
 }
 
+// __io_account_mem(): `nr` more pages of user->locked_vm, up to
+// RLIMIT_MEMLOCK. No capability check here: CAP_IPC_LOCK counted once, when
+// io_uring_create() left ctx->user NULL (charge_user false).
+int io_account_user(Task& t, unsigned long nr) {
+    if (!nr) return 0;
+    const unsigned long limit = t.rlimit_memlock.load() / kPageSize;
+    unsigned long cur = t.user_locked_vm.load();
+    for (;;) {
+        const unsigned long want = cur + nr;
+        if (want > limit) return -ENOMEM;
+        if (t.user_locked_vm.compare_exchange(cur, want)) return 0;
+    }
+}
+
+// __io_unaccount_mem().
+void io_unaccount_user(Task& t, unsigned long nr) { t.user_locked_vm.fetch_sub(nr); }
+
+// io_uring_create()'s charge for the ring's own memory, before anything is
+// allocated: v5.1-v5.11 __io_account_mem() of ring_pages() (from v5.9 the
+// pages also go to mm->locked_vm, ACCT_LOCKED, unlimited); from v6.14
+// io_create_region() of the rings, then of the SQE array, the first
+// returned by io_rings_free() if the second does not fit.
+int io_account_ring(IoRing& ring) {
+    const Config& cfg = kernel_of(ring).cfg;
+    Task& t = *ring.task;
+    const IoRingPages want = io_ring_pages(cfg, ring.entries);
+    if (ring.charge_user) {
+        if (int r = io_account_user(t, want.rings)) return r;
+        if (int r = io_account_user(t, want.sqes)) {
+            io_unaccount_user(t, want.rings);
+            return r;
+        }
+        ring.ring_pages = want;
+    }
+    if (cfg.era == Era::v5_10 || cfg.era == Era::v5_11) {
+        ring.ring_mm_locked = want.rings + want.sqes;
+        t.locked_vm.fetch_add(ring.ring_mm_locked);
+    }
+    return 0;
+}
+
+// io_ring_ctx_free(): io_rings_free() (io_free_region() of each region)
+// or, before v5.12, io_unaccount_mem() of ring_pages(). Nothing once the
+// task is gone: the model keeps the user's counter on the task.
+void io_unaccount_ring(IoRing& ring) {
+    if (ring.task) {
+        io_unaccount_user(*ring.task, ring.ring_pages.rings + ring.ring_pages.sqes);
+        ring.task->locked_vm.fetch_sub(ring.ring_mm_locked);
+    }
+    ring.ring_pages = {};
+    ring.ring_mm_locked = 0;
+}
+
 // headpage_already_acct(): a large folio is charged once per ring.
 bool folio_already_acct(const IoRing& ring, const std::vector<page*>& pages, size_t upto, folio* f) {
     for (size_t i = 0; i < upto; i++)
@@ -233,7 +355,13 @@ int io_buffer_account_pin(IoRing& ring, const std::vector<page*>& pages, IoMappe
     }
     imu->acct_pages = acct;
     if (!acct) return 0;
-    return task_account_locked(*ring.task, ring.task->user_locked_vm, static_cast<long>(acct));
+    if (ring.charge_user)
+        if (int r = io_account_user(*ring.task, acct)) return r;
+    // io_account_mem() also adds the pages to ctx->mm_account->pinned_vm
+    // (VmPin), with no limit of its own ("io_uring: report pinned memory
+    // usage", v5.9; whatever the creator's capabilities).
+    if (kernel_of(ring).cfg.era >= Era::v5_10) ring.task->pinned_vm.fetch_add(acct);
+    return 0;
 }
 
 // io_buffer_unmap(): every pin goes, dirty where a read stored data (see
@@ -249,8 +377,11 @@ void io_buffer_unmap(IoRing& ring, IoMappedUbuf* imu) {
             ::unpin_user_pages_dirty_lock(&bv.pg, 1, bv.written);
         }
     }
-    if (imu->acct_pages && ring.task)
-        task_account_locked(*ring.task, ring.task->user_locked_vm, -static_cast<long>(imu->acct_pages));
+    if (imu->acct_pages && ring.task) {
+        // io_unaccount_mem(): user->locked_vm and mm_account->pinned_vm.
+        if (ring.charge_user) io_unaccount_user(*ring.task, imu->acct_pages);
+        if (kernel_of(ring).cfg.era >= Era::v5_10) ring.task->pinned_vm.fetch_sub(imu->acct_pages);
+    }
     delete imu;
 }
 
@@ -356,6 +487,7 @@ void ring_close_on_exit(void* obj) {
     sync::WriteGuard g(ring->uring_lock);
     AsTask as(ring->task);
     unregister_locked(*ring);
+    io_unaccount_ring(*ring);
     ring->task = nullptr;
 }
 
@@ -376,6 +508,14 @@ pl_io_uring* pl_io_uring_setup(task_struct* t, unsigned entries) {
     ring->task = reinterpret_cast<Task*>(t);
     ring->kernel = &ring->task->kernel;
     ring->entries = entries;
+    // capable(CAP_IPC_LOCK) at creation, once: with it ctx->user stays NULL.
+    ring->charge_user = !ring->task->cap_ipc_lock.load();
+    if (int r = io_account_ring(*ring)) {
+        delete ring;
+        kapi_set_error("pl_io_uring_setup: -" + std::string(errno_name(-r)) +
+                       ": the ring's memory is over RLIMIT_MEMLOCK (io_uring_create())");
+        return nullptr;
+    }
     registry().add(ring);
     ring->task->files_add(ring, ring_close_on_exit);
     return reinterpret_cast<pl_io_uring*>(ring);
@@ -391,6 +531,7 @@ void pl_io_uring_exit(pl_io_uring* r) {
         if (ring->task) ring->task->files_remove(ring);
         AsTask as(ring->task);
         unregister_locked(*ring);
+        io_unaccount_ring(*ring);
     }
     delete ring;
 }

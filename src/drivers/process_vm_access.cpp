@@ -21,13 +21,44 @@
 
 namespace pl {
 
+namespace {
+
+// Yama's task_is_descendant(): is `ancestor`'s thread group on the chain of
+// real_parent links from `target`'s group up? A parent that has exited ends
+// the chain (upstream reparents its children to init or a subreaper).
+bool task_is_descendant(const Task& ancestor, const Task& target) {
+    const std::vector<Task*> live = ancestor.kernel.tasks();
+    // A group's real_parent: what its tasks were forked from (threads copy
+    // the group's; 0 when the group is gone or was never forked).
+    auto group_parent = [&](int tgid) {
+        for (Task* t : live)
+            if (t->tgid == tgid) return t->parent_pid.load();
+        return 0;
+    };
+    auto tgid_of = [&](int pid) {
+        for (Task* t : live)
+            if (t->pid == pid) return t->tgid;
+        return 0;
+    };
+    int walker = target.tgid;
+    for (size_t hops = 0; walker != 0 && hops <= live.size(); ++hops) {
+        if (walker == ancestor.tgid) return true;
+        walker = tgid_of(group_parent(walker));
+    }
+    return false;
+}
+
+}  // namespace
+
 bool ptrace_may_access(const Task& caller, const Task& target) {
     // __ptrace_may_access(): a thread may always access its own group.
     if (&caller == &target || caller.tgid == target.tgid) return true;
-    // Yama's ptrace_scope=1 lets an ancestor attach; the model has no
-    // credentials, so being the parent stands for "same uid, permitted".
-    if (target.parent_pid.load() == caller.pid) return true;
-    return target.ptrace_allowed.load();
+    // Every model task is root: same uid, dumpable, and the caller has
+    // CAP_SYS_PTRACE, which also passes Yama (yama_ptrace_access_check()).
+    // A target with the switch off stands for a caller without the
+    // capability under Yama's ptrace_scope=1: only ancestors may attach.
+    if (target.ptrace_allowed.load()) return true;
+    return task_is_descendant(caller, target);
 }
 
 }  // namespace pl

@@ -147,7 +147,7 @@ FollowResult follow_page_mask(Vma& vma, vaddr_t addr, unsigned flags, unsigned l
         // to follow_devmap_pmd(), -EFAULT without a pgmap). Seed 003.
         if (!head && (vma.flags & VM_MIXEDMAP) && !pte::devmap(e)) {
             Page* raw = entry_page(vma, addr, e, leaf.level);
-            if (raw && !k.mem->is_zero_folio(page_folio(raw))) {
+            if (raw && !k.mem->is_any_zero_folio(page_folio(raw))) {
                 head = raw;
                 pfn_leaf = test_bit(raw, PG_pfn_inserted);
             }
@@ -160,7 +160,7 @@ FollowResult follow_page_mask(Vma& vma, vaddr_t addr, unsigned flags, unsigned l
     if (!page) {
         if (flags & FOLL_DUMP) return {nullptr, -EFAULT};
         Page* raw = entry_page(vma, addr, e, leaf.level);
-        if (raw && k.mem->is_zero_folio(page_folio(raw))) {
+        if (raw && k.mem->is_any_zero_folio(page_folio(raw))) {
             page = huge_leaf ? raw + ((addr >> PAGE_SHIFT) & (nr - 1)) : raw;
         } else {
             // follow_pfn_pte(): no struct page to take a reference on.
@@ -176,6 +176,8 @@ FollowResult follow_page_mask(Vma& vma, vaddr_t addr, unsigned flags, unsigned l
     if (pfn_leaf && (flags & (FOLL_GET | FOLL_PIN)))
         pin_track_pfnmap_gup(k, page_folio(page), page, "follow_huge_pmd",
                              "a huge PFN leaf of a VM_MIXEDMAP VMA (pmd_page() taken without vm_normal_page_pmd())");
+    // The 4 KiB zero page is left untouched; a huge zero PMD is touched like
+    // any trans-huge PMD (follow_huge_pmd() -> touch_pmd()).
     if ((flags & FOLL_TOUCH) && !k.mem->is_zero_folio(page_folio(page))) {
         if (huge_leaf) {
             // touch_pmd()/touch_pud(): young, and dirty for a write.

@@ -35,7 +35,9 @@ Status try_grab_folio(Kernel& k, Folio* folio, int refs, unsigned flags) {
         pin_track_grab_locked(k, folio, refs, flags);
         return {};
     }
-    // The zero page is never pinned: no reference, no statistics.
+    // The 4 KiB zero page is never pinned: no reference, no statistics. The
+    // huge zero folio is (is_zero_folio() is the small one only): _pincount,
+    // references and NR_FOLL_PIN_ACQUIRED as for any large folio.
     if (!k.mem->is_zero_folio(folio)) {
         if (folio->is_large()) {
             folio->ref_add(refs);
@@ -59,7 +61,7 @@ void gup_put_folio(Kernel& k, Folio* folio, int refs, unsigned flags) {
         // A PIN the tracker does not hold is reported there and not released.
         if (!pin_track_release_locked(&k, folio, nullptr, refs, flags)) return;
         if (flags & FOLL_PIN) {
-            if (k.mem->is_zero_folio(folio)) return;
+            if (k.mem->is_zero_folio(folio)) return;  // the 4 KiB one only, as when grabbed
             k.vmstat.add(Vmstat::nr_foll_pin_released, refs);
             if (folio->is_large()) {
                 folio->pincount_add(-refs);

@@ -469,7 +469,7 @@ page* pl_virt_to_page(task_struct* t, unsigned long addr) {
                                    : !vm_normal_page_huge(*vma, addr & ~(span - 1), leaf.entry, leaf.level)) {
         // Special entries have no usable struct page; the zero pages do.
         Page* any = mm.kernel.mem->pfn_to_page(pfn);
-        if (!any || !mm.kernel.mem->is_zero_folio(page_folio(any))) return nullptr;
+        if (!any || !mm.kernel.mem->is_any_zero_folio(page_folio(any))) return nullptr;
         return CP(any);
     }
     return CP(mm.kernel.mem->pfn_to_page(pfn));
@@ -563,7 +563,7 @@ int PageReserved(page* p) { return p && pl::page_folio(P(p))->is_reserved(); }
 int is_zero_page(page* p) {
     if (!p) return 0;
     Kernel* k = kernel_of_page(P(p));
-    return k && k->mem->is_zero_folio(pl::page_folio(P(p)));
+    return k && k->mem->is_any_zero_folio(pl::page_folio(P(p)));
 }
 
 void get_page(page* p) {
@@ -616,7 +616,7 @@ void folio_add_pin(folio* cf) {
     if (!cf) return;
     Folio* f = F(cf);
     Kernel* k = pin_kernel_of(f);
-    if (!k || k->mem->is_zero_folio(f)) return;  // the zero page is never pinned
+    if (!k || k->mem->is_zero_folio(f)) return;  // the 4 KiB zero page is never pinned; the huge one is
     // Only for a folio the caller has pinned already (WARN_ON_ONCE upstream).
     if (f->is_large() ? f->pincount() < 1 : f->ref_count() < GUP_PIN_COUNTING_BIAS)
         k->warn("folio_add_pin", "folio is not pinned");

@@ -50,11 +50,13 @@ public:
 
     // ptrace access as process_vm_readv/writev check it (mm_access() with
     // PTRACE_MODE_ATTACH_REALCREDS), reduced to what the model knows: the pid
-    // of the task this one was forked from (0: none), and a switch standing
-    // for everything else that would allow an attach (same credentials,
-    // CAP_SYS_PTRACE, no Yama restriction).
+    // of the task this one was forked from (0: none; Yama's ancestor walk),
+    // and whether tasks outside its ancestry may attach to this one. On by
+    // default: every model task is root, and a root caller (same uid,
+    // CAP_SYS_PTRACE) may attach to anything. Off stands for a caller
+    // without CAP_SYS_PTRACE under Yama's ptrace_scope=1.
     sync::Atomic<int> parent_pid{0};
-    sync::Atomic<bool> ptrace_allowed{false};
+    sync::Atomic<bool> ptrace_allowed{true};
 
     // The task's file table, reduced to the driver objects that pin (an
     // io_uring ring, a vfio container): do_exit() closes them in

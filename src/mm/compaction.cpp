@@ -82,7 +82,7 @@ private:
 bool folio_movable(const PhysMem& mem, const Folio* f) {
     if (f->ref_count() <= 0) return false;  // free, frozen or a withheld (poisoned) frame
     if (f->test(PG_buddy) || f->is_hugetlb() || f->is_reserved() || f->is_zone_device()) return false;
-    if (mem.is_zero_folio(f)) return false;
+    if (mem.is_any_zero_folio(f)) return false;
     if (f->test(PG_secretmem) || f->is_writeback() || f->is_locked() || PageHWPoison(f->head())) return false;
     if (!f->is_anon() && !f->mapping()) return false;  // kernel/driver pages: not on the LRU
     if (f->maybe_dma_pinned()) return false;

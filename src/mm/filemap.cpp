@@ -8,6 +8,7 @@
 #include "fs/fs.h"
 #include "fs/fs_internal.h"
 #include "fs/inode.h"
+#include "mm/fault_around.h"
 #include "mm/internal.h"
 
 namespace pl {
@@ -39,7 +40,7 @@ Result<Folio*> alloc_cache_folio(Inode& inode) {
 // 0 with the folio (one reference for the caller) in *out; VM_FAULT_SIGBUS
 // when index lies beyond EOF (check_eof), VM_FAULT_OOM, or VM_FAULT_RETRY
 // when another thread inserted a folio first (look it up again).
-vm_fault_t create_folio(Inode& inode, pgoff_t index, bool check_eof, Folio** out) {
+vm_fault_t create_folio(Inode& inode, pgoff_t index, bool check_eof, Folio** out, bool ra_mark = false) {
     PhysMem& mem = *inode.kernel.mem;
     if (check_eof && index >= size_to_pages(inode.size.load())) return VM_FAULT_SIGBUS;
     auto nf = alloc_cache_folio(inode);
@@ -49,6 +50,8 @@ vm_fault_t create_folio(Inode& inode, pgoff_t index, bool check_eof, Folio** out
     // published, so nobody sees it !uptodate.
     if (is_disk(inode)) read_block(inode, folio, index);
     folio->set(PG_uptodate);
+    // ra_alloc_folio(): the marker goes on before the folio is published.
+    if (ra_mark) folio->set(PG_readahead);
     Status s = inode.mapping.add_folio(folio, index);
     if (!s) {
         mem.folio_put(folio);
@@ -210,6 +213,88 @@ Result<uint64_t> disk_read(Inode& inode, void* buf, uint64_t len, uint64_t off) 
 
 namespace {
 
+// ---- mmap read-around (do_sync_mmap_readahead(), mm/readahead.c) ----
+
+// file_ra_state's window: [start, start + size), and the page at
+// start + size - async_size that gets the PG_readahead marker (none when
+// async_size is 0).
+struct RaWindow {
+    pgoff_t start = 0, size = 0, async_size = 0;
+};
+
+// page_cache_ra_order() with order-0 folios (what read-around asks for,
+// ra->order = 0): every page of the window that is not cached yet is read
+// (holes as zero-filled uptodate folios), none past the page holding the
+// last byte; cached pages are passed over, and so is the marker if its page
+// was cached already. The model's I/O is synchronous, so the folios are
+// uptodate and unlocked once this returns.
+void page_cache_ra(Inode& inode, const RaWindow& ra) {
+    PhysMem& mem = *inode.kernel.mem;
+    const uint64_t isize = inode.size.load();
+    if (isize == 0) return;
+    const pgoff_t last = (isize - 1) >> PAGE_SHIFT;
+    const pgoff_t mark = ra.start + ra.size - ra.async_size;
+    sync::ReadGuard g(inode.invalidate_lock);
+    for (pgoff_t i = ra.start; i < ra.start + ra.size && i <= last; ++i) {
+        if (Folio* f = inode.mapping.get_folio(i)) {
+            mem.folio_put(f);
+            continue;
+        }
+        Folio* f = nullptr;
+        vm_fault_t r = create_folio(inode, i, /*check_eof=*/true, &f, ra.async_size && i == mark);
+        if (r == VM_FAULT_RETRY) continue;  // another thread inserted it
+        if (r) break;                       // no memory (or truncated): read-ahead just stops
+        mem.folio_put(f);
+    }
+}
+
+// ra_pages: the bdi's read_ahead_kb in pages (file_ra_state_init()).
+pgoff_t ra_pages_of(const Inode& inode) { return inode.kernel.cfg.readahead_kb >> (PAGE_SHIFT - 10); }
+
+// do_sync_mmap_readahead(): a major fault on a disk file reads a window
+// around the page, so that fault-around on the retry finds the neighbours.
+// `flags` are the VMA's, taken before the mmap_lock may be dropped.
+// Not modelled: the mmap_miss heuristic (reads stop after MMAP_LOTSAMISS
+// misses), and the VM_HUGEPAGE forced-THP read (PMD-order folios).
+void do_sync_mmap_readahead(Inode& inode, vm_flags_t flags, pgoff_t index, pgoff_t vma_pgoff,
+                            unsigned long vma_pages) {
+    if (!is_disk(inode)) return;
+    const pgoff_t ra_pages = ra_pages_of(inode);
+    // MADV_RANDOM: no read-ahead (but VM_EXEC still reads around).
+    if ((flags & (VM_RAND_READ | VM_EXEC)) == VM_RAND_READ) return;
+    if (!ra_pages) return;
+    RaWindow ra;
+    if (flags & VM_SEQ_READ) {
+        // page_cache_sync_ra(ra_pages) on a fresh file_ra_state: at index 0
+        // the initial window (get_init_ra_size(ra_pages, ra_pages) is
+        // ra_pages, async half of it); elsewhere a "small random read" of
+        // ra_pages from the page (do_page_cache_ra(), no marker).
+        if (index == 0) ra = {0, ra_pages, ra_pages >> 1};
+        else ra = {index, ra_pages, 0};
+    } else if (flags & VM_EXEC) {
+        // Executable text: from the page, up to ra_pages but not past the
+        // VMA, no async part (exec_folio_order() is 0 on x86).
+        const pgoff_t start = std::max(index, vma_pgoff);
+        const pgoff_t end = std::min<pgoff_t>(start + ra_pages, vma_pgoff + vma_pages);
+        ra = {start, end > start ? end - start : 0, 0};
+    } else {
+        // mmap read-around: ra_pages centred on the page, the last quarter
+        // asynchronous.
+        ra = {index > ra_pages / 2 ? index - ra_pages / 2 : 0, ra_pages, ra_pages / 4};
+    }
+    page_cache_ra(inode, ra);
+}
+
+// do_async_mmap_readahead() on a cached folio: a hit on the PG_readahead
+// marker clears it (page_cache_async_ra(); not on a page under writeback,
+// whose bit upstream means PG_reclaim). The next window that upstream then
+// reads (larger folios, ra->order + 2) is not modelled.
+void do_async_mmap_readahead(Inode& inode, vm_flags_t flags, Folio* folio) {
+    if ((flags & VM_RAND_READ) || !ra_pages_of(inode)) return;
+    if (folio->is_writeback()) return;
+    folio->clear(PG_readahead);
+}
+
 // filemap_fault(). Without the folio in the cache the fault is major: with
 // FAULT_FLAG_ALLOW_RETRY (and not yet TRIED) the mmap_lock is dropped for the
 // "I/O" (maybe_unlock_mmap_for_io) and VM_FAULT_RETRY returned, so the caller
@@ -236,25 +321,36 @@ vm_fault_t filemap_fault(VmFault& vmf) {
         mmap_read_unlock(mm);
     };
 
+    // The VMA may be gone once the lock is dropped: what read-ahead needs of it.
+    const vm_flags_t vm_flags = vma->flags;
+    const pgoff_t vma_pgoff = vma->pgoff;
+    const unsigned long vma_pages = vma->nr_pages();
+
     while (true) {
         if (index >= size_to_pages(inode.size.load())) return VM_FAULT_SIGBUS;
         Folio* folio = m.get_folio(index);
+        if (folio && !(vmf.flags & FAULT_FLAG_TRIED) && folio->test(PG_readahead))
+            do_async_mmap_readahead(inode, vm_flags, folio);
         if (!folio) {
-            // No page: a major fault (do_sync_mmap_readahead()).
+            // No page: a major fault (do_sync_mmap_readahead() reads the
+            // window, then __filemap_get_folio(FGP_CREAT) finds or makes the page).
             inode.kernel.vmstat.add(Vmstat::pgmajfault);
             ret = VM_FAULT_MAJOR;
             if (allow_retry) {
                 Folio* f = nullptr;
                 if (nowait) {
                     // Readahead is started; the lock stays held.
+                    do_sync_mmap_readahead(inode, vm_flags, index, vma_pgoff, vma_pages);
                     if (!filemap_get_or_create(inode, index, CreateMode::Fault, &f)) mem.folio_put(f);
                     return ret | VM_FAULT_RETRY;
                 }
                 drop_mmap_lock();
+                do_sync_mmap_readahead(inode, vm_flags, index, vma_pgoff, vma_pages);
                 if (!filemap_get_or_create(inode, index, CreateMode::Fault, &f)) mem.folio_put(f);
                 file->put();
                 return ret | VM_FAULT_RETRY;
             }
+            do_sync_mmap_readahead(inode, vm_flags, index, vma_pgoff, vma_pages);
             vm_fault_t r = filemap_get_or_create(inode, index, CreateMode::Fault, &folio);
             if (r) return r | ret;
         }
@@ -314,6 +410,8 @@ public:
     explicit FilemapVmOps(const char* n) : name_(n) {}
     const char* name() const override { return name_; }
     vm_fault_t fault(VmFault& vmf) const override { return filemap_fault(vmf); }
+    bool has_map_pages() const override { return true; }
+    vm_fault_t map_pages(VmFault& vmf, pgoff_t s, pgoff_t e) const override { return filemap_map_pages(vmf, s, e); }
     bool has_page_mkwrite() const override { return true; }
     vm_fault_t page_mkwrite(VmFault& vmf) const override { return filemap_page_mkwrite(vmf); }
 

@@ -35,6 +35,10 @@ void map_new_anon_thp_locked(Vma& vma, vaddr_t haddr, entry_t* slot, Folio* f) {
 vm_fault_t do_huge_pmd_anonymous_page(Vma& vma, vaddr_t haddr, unsigned flags, entry_t* slot) {
     MmStruct& mm = *vma.mm;
     PhysMem& mem = mem_of(vma);
+    // vmf_anon_prepare() comes first, for the huge zero page too (unlike
+    // do_anonymous_page()'s 4 KiB one): the VMA then has an anon_vma, so
+    // fork's vma_needs_copy() copies the huge zero PMD to the child.
+    if (!anon_vma_prepare(vma)) return VM_FAULT_OOM;
     if (!(flags & FAULT_FLAG_WRITE) && cfg_of(vma).thp_use_zero_page && mem.huge_zero_folio()) {
         entry_t e = mk(mem.page_to_pfn(mem.huge_zero_folio()->head()), PRESENT | USER | HUGE | YOUNG);
         if (cfg_of(vma).arch_pmd_special) e |= SPECIAL;
@@ -42,7 +46,6 @@ vm_fault_t do_huge_pmd_anonymous_page(Vma& vma, vaddr_t haddr, unsigned flags, e
         if (none(sync::load(*slot))) sync::store(*slot, e);
         return 0;
     }
-    if (!anon_vma_prepare(vma)) return VM_FAULT_OOM;
     auto folio = mem.alloc_folio(PMD_ORDER, current_gfp_context(GFP_TRANSHUGE));
     if (!folio) {
         kernel_of(vma).vmstat.add(Vmstat::thp_fault_fallback);
@@ -340,10 +343,9 @@ Status collapse_huge_page(Vma& vma, vaddr_t haddr) {
         pmd = mm.pgtable.pmd_slot(haddr, false);
         if (!pmd) return Error(EINVAL);
         entry_t e = sync::load(*pmd);
-        if (is_leaf(e)) {
-            Page* p = vm_normal_page_huge(vma, haddr, e, PtLevel::Pmd);
-            return p ? ok_status() : Error(EINVAL);  // already a THP (the huge zero page is not collapsed)
-        }
+        // find_pmd_or_thp_or_none(): a PMD leaf (a THP, or the huge zero
+        // page) is SCAN_PMD_MAPPED, which madvise_collapse() counts as done.
+        if (is_leaf(e)) return ok_status();
         if (!is_table(e)) return Error(EINVAL);
         // Scan: every entry must be none, the zero page, or an anonymous page
         // without references beyond its mappings.

@@ -141,6 +141,10 @@ void zap_vma_range_details(Vma& vma, vaddr_t start, vaddr_t end, ZapFilter filte
 inline void zap_vma_range(Vma& vma, vaddr_t start, vaddr_t end) {
     zap_vma_range_details(vma, start, end, ZapFilter::All);
 }
+// MADV_DONTNEED's zap (zap_details.reclaim_pt = true): zap_vma_range(), then,
+// with CONFIG_PT_RECLAIM (era current), free every PTE table that lies wholly
+// inside [start, end) and is left empty (src/mm/pt_reclaim.cpp).
+void zap_vma_range_reclaim_pt(Vma& vma, vaddr_t start, vaddr_t end);
 // Resident-set accounting for nr pages of folio mapped (+) or unmapped (-).
 void account_rss(Vma& vma, const Folio* folio, long nr);
 // Calls fn(slot, level, leaf_addr, first_page) for each leaf of vma that maps

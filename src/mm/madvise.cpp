@@ -56,7 +56,15 @@ Status set_vma_flags(MmStruct& mm, Vma*& vma, vaddr_t a, vaddr_t b, vm_flags_t s
 
 Status madvise_vma(MmStruct& mm, Vma* vma, vaddr_t a, vaddr_t b, int advice) {
     switch (advice) {
-        case MADV_NORMAL: case MADV_RANDOM: case MADV_SEQUENTIAL: case MADV_WILLNEED:
+        // madvise_vma_behavior(): the read-ahead hints are VMA flags that
+        // do_sync_mmap_readahead() reads.
+        case MADV_NORMAL:
+            return set_vma_flags(mm, vma, a, b, 0, VM_RAND_READ | VM_SEQ_READ);
+        case MADV_RANDOM:
+            return set_vma_flags(mm, vma, a, b, VM_RAND_READ, VM_SEQ_READ);
+        case MADV_SEQUENTIAL:
+            return set_vma_flags(mm, vma, a, b, VM_SEQ_READ, VM_RAND_READ);
+        case MADV_WILLNEED:
             return ok_status();
         case MADV_DONTNEED:
             if (vma->flags & (VM_LOCKED | VM_PFNMAP)) return Error(EINVAL);
@@ -65,7 +73,7 @@ Status madvise_vma(MmStruct& mm, Vma* vma, vaddr_t a, vaddr_t b, int advice) {
                 if (a & (hs - 1)) return Error(EINVAL);
                 b = std::min(vma->end, (b + hs - 1) & ~(hs - 1));
             }
-            zap_vma_range(*vma, a, b);
+            zap_vma_range_reclaim_pt(*vma, a, b);  // madvise_dontneed_single_vma()
             return ok_status();
         case MADV_HUGEPAGE:
             return set_vma_flags(mm, vma, a, b, VM_HUGEPAGE, VM_NOHUGEPAGE);
@@ -83,15 +91,21 @@ Status madvise_vma(MmStruct& mm, Vma* vma, vaddr_t a, vaddr_t b, int advice) {
             return set_vma_flags(mm, vma, a, b, 0, VM_WIPEONFORK);
         case MADV_COLLAPSE: {
             if (!vma->is_anonymous() || (vma->flags & (VM_NOHUGEPAGE | VM_SHARED | VM_SPECIAL))) return Error(EINVAL);
+            // __thp_vma_allowable_orders(): outside a fault (and smaps) an
+            // anonymous VMA qualifies only once a fault gave it an anon_vma.
+            if (!vma->anon_vma) return Error(EINVAL);
+            // ... and thp_vma_suitable_order() at vm_end - PMD_SIZE: the VMA
+            // must be able to hold one PMD-aligned huge page at all.
+            const vaddr_t last_h = (vma->end - PMD_SIZE) & PMD_MASK;
+            if (vma->end - vma->start < PMD_SIZE || last_h < vma->start) return Error(EINVAL);
             vaddr_t first = (a + PMD_SIZE - 1) & PMD_MASK;
             Status last;
-            bool any = false;
             for (vaddr_t h = first; h + PMD_SIZE <= b; h += PMD_SIZE) {
-                any = true;
                 Status s = collapse_huge_page(*vma, h);
                 if (!s) last = s;
             }
-            if (!any) return Error(EINVAL);
+            // madvise_collapse(): a range holding no whole PMD collapses
+            // nothing and succeeds (0 of 0 huge pages made).
             return last;
         }
         default:

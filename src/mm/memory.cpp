@@ -7,6 +7,7 @@
 #include "fs/inode.h"
 #include "kernel/kernel.h"
 #include "mm/anon_vma.h"
+#include "mm/fault_around.h"
 #include "mm/internal.h"
 
 namespace pl {
@@ -293,6 +294,13 @@ vm_fault_t finish_file_fault(FaultCtx& f, entry_t* slot, Page* page, bool write)
 }
 
 vm_fault_t do_read_fault(FaultCtx& f, entry_t* slot) {
+    // Map what is already cached around the address first (do_fault_around(),
+    // src/mm/fault_around.cpp); when that mapped the faulting page too,
+    // ->fault is never called.
+    if (should_fault_around(f.vma)) {
+        VmFault vmf{&f.vma, f.addr, f.addr, f.flags, f.vma.pgoff_of(f.addr), 0, nullptr};
+        if (vm_fault_t r = do_fault_around(vmf)) return r;
+    }
     Page* page = nullptr;
     vm_fault_t r = do_vma_fault(f, &page);
     if (r || !page) return r;
@@ -356,6 +364,9 @@ vm_fault_t do_fault(FaultCtx& f, entry_t* slot) {
 }
 
 vm_fault_t handle_pte_fault(FaultCtx& f) {
+    // `slot` is used across page_table_lock drops: keep PT_RECLAIM from
+    // freeing its table meanwhile (upstream rechecks the PMD instead).
+    sync::ReadGuard table_pinned(f.mm.pte_table_sem);
     entry_t* slot;
     {
         sync::SpinGuard g(f.mm.page_table_lock);
@@ -573,7 +584,12 @@ void zap_vma_range_details(Vma& vma, vaddr_t start, vaddr_t end, ZapFilter filte
         if (leaf.level != PtLevel::Pte && (at < start || leaf_end > end) && !vma.is_hugetlb()) {
             // A huge leaf only partly inside the range.
             Page* hp = present(e) ? vm_normal_page_huge(vma, at, e, leaf.level) : nullptr;
-            if (leaf.level == PtLevel::Pmd && vma.is_anonymous() && (hp || (present(e) && !special(e)))) {
+            // zap_pmd_range() splits a partly zapped PMD, the huge zero page
+            // included (__split_huge_zero_page_pmd(): 512 PTEs of the small
+            // zero page, of which only the zapped ones go).
+            Folio* hz = mem.huge_zero_folio();
+            const bool huge_zero = hz && present(e) && pte::pfn(e) == mem.page_to_pfn(hz->head());
+            if (leaf.level == PtLevel::Pmd && vma.is_anonymous() && (hp || huge_zero || (present(e) && !special(e)))) {
                 split_huge_pmd_locked(vma, at, leaf.slot);
                 a = std::max(at, start);
                 continue;  // revisit as PTEs
@@ -607,7 +623,7 @@ void zap_vma_range_details(Vma& vma, vaddr_t start, vaddr_t end, ZapFilter filte
             if (filter == ZapFilter::SkipAnon && !vma.is_shared()) {
                 // A zero-page or pfn entry in a private mapping is not the file's page.
                 Page* any = mem.pfn_to_page(pte::pfn(e));
-                if (any && mem.is_zero_folio(page_folio(any))) {
+                if (any && mem.is_any_zero_folio(page_folio(any))) {
                     a = leaf_end;
                     continue;
                 }

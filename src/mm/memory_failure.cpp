@@ -99,7 +99,7 @@ Status memory_failure(Kernel& k, pfn_t pfn) {
     Folio* folio = page_folio(p);
 
     // Kernel pages: the mark is all we can do.
-    if (mem.is_zero_folio(folio) || folio->is_reserved()) {
+    if (mem.is_any_zero_folio(folio) || folio->is_reserved()) {
         if (test_and_set_bit(p, PG_hwpoison)) return Error(EHWPOISON);
         remember(k, pfn);
         return Error(EBUSY);

@@ -205,7 +205,7 @@ Status migrate_folio(Kernel& k, Folio* folio, gfp_t gfp, MigrateReason reason) {
 Status migrate_folio_to(Kernel& k, Folio* folio, const MigrationTargetFn& alloc_target, MigrateReason) {
     PhysMem& mem = *k.mem;
     // --- 1. what can move ---------------------------------------------------------
-    if (mem.is_zero_folio(folio) || folio->is_reserved()) return Error(EBUSY);
+    if (mem.is_any_zero_folio(folio) || folio->is_reserved()) return Error(EBUSY);
     if (folio->is_zone_device()) {
         DevPagemap* pgmap = mem.page_pgmap(folio->head());
         if (!pgmap || pgmap->type != PgmapType::DeviceCoherent) return Error(EBUSY);

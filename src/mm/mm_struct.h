@@ -31,6 +31,11 @@ public:
     const uint64_t id;
     sync::Rwsem mmap_lock;
     sync::Spinlock page_table_lock;  // one lock for all page-table updates (upstream splits it)
+    // A PTE-level fault keeps its PTE slot across page_table_lock drops and
+    // holds this for read meanwhile; CONFIG_PT_RECLAIM frees an empty PTE
+    // table only under a trylock for write. Stands in for upstream's
+    // pmd_same() recheck after pte_offset_map_lock() (src/mm/pt_reclaim.cpp).
+    sync::Rwsem pte_table_sem;
     PageTable pgtable;
     // write_protect_seq: odd while fork() write-protects anonymous pages.
     sync::SeqCount write_protect_seq;
@@ -41,7 +46,10 @@ public:
     sync::Atomic<int64_t> rss_anon{0};
     sync::Atomic<int64_t> rss_file{0};
     sync::Atomic<int64_t> rss_shmem{0};
-    vaddr_t mmap_base = 0x7f0000000000ULL;
+    // mmap_base() with ASLR is page-aligned but almost never PMD-aligned, so
+    // the first PMD-aligned mapping (thp_get_unmapped_area()) leaves a gap
+    // above it that later small mappings fill, apart from it; 1 MiB here.
+    vaddr_t mmap_base = 0x7f0000000000ULL - 0x100000ULL;
     vm_flags_t def_flags = 0;
     Task* owner = nullptr;
 

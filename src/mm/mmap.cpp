@@ -11,6 +11,7 @@
 #include "kernel/task.h"
 #include "mm/anon_vma.h"
 #include "mm/internal.h"
+#include "mm/vma_merge.h"
 
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
@@ -237,6 +238,13 @@ Result<vaddr_t> do_mmap_locked(MmStruct& mm, vaddr_t addr, uint64_t len, int pro
         else
             start = mm.get_unmapped_area(len, want);
         if (!start) return Error(ENOMEM);
+    }
+
+    // __mmap_region(): a private anonymous range first tries to grow a
+    // neighbour (vma_merge_new_range()); only then is a new VMA made.
+    if (!file && !shared && !hugetlb && vma_merge_new_anon(mm, start, start + len, vmf)) {
+        if ((flags & MAP_POPULATE && !(flags & MAP_NONBLOCK)) || (vmf & VM_LOCKED)) *populate = len;
+        return start;
     }
 
     auto v = std::make_unique<Vma>();

@@ -76,7 +76,11 @@ Result<vaddr_t> do_mremap(MmStruct& mm, vaddr_t addr, uint64_t old_len, uint64_t
             return addr;
         }
         if (!(flags & MREMAP_MAYMOVE)) return Error(ENOMEM);
-        new_addr = mm.get_unmapped_area(nl, (addr & ~PMD_MASK) == 0 && nl >= PMD_SIZE ? PMD_SIZE : PAGE_SIZE);
+        // get_unmapped_area() as mmap() asks it (__get_unmapped_area()): a
+        // private anonymous length of whole PMDs is PMD-aligned for THPs.
+        const bool thp_aligned = vma->is_anonymous() && !(vma->flags & (VM_SHARED | VM_HUGETLB)) && nl % PMD_SIZE == 0;
+        new_addr = mm.get_unmapped_area(
+            nl, thp_aligned || ((addr & ~PMD_MASK) == 0 && nl >= PMD_SIZE) ? PMD_SIZE : PAGE_SIZE);
         if (!new_addr) return Error(ENOMEM);
     } else {
         if (nl > ol && (vma->flags & (VM_DONTEXPAND | VM_PFNMAP))) return Error(EFAULT);

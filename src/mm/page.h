@@ -41,6 +41,7 @@ enum PageFlag : unsigned {
     PG_secretmem,     // removed from the direct map (memfd_secret)
     PG_large_rmappable,
     PG_soft_offline,
+    PG_readahead,     // read-ahead marker (upstream shares the bit with PG_reclaim): a hit starts async readahead
     PG_pfn_inserted,  // model-only: mapped by vmf_insert_pfn*() with no reference held (seed 003)
     PG_bad_page,      // model-only: bad_page() took the frame out of circulation (see PhysMem::free_folio)
     PG__count

@@ -1156,7 +1156,7 @@ Status PhysMem::write_frame(pfn_t pfn, unsigned off, const void* buf, unsigned l
     if (pfn_valid(pfn)) {
         Page* p = pages_ + pfn;
         // The zero pages stay zero: a write to them is a model bug.
-        if (is_zero_folio(page_folio(p))) return Error(EPERM);
+        if (is_any_zero_folio(page_folio(p))) return Error(EPERM);
         if (len == 0) return ok_status();
         frame_store(im.page_buf_for_write(p) + off, buf, len);
         return ok_status();
@@ -1176,7 +1176,7 @@ Status PhysMem::write_frame(pfn_t pfn, unsigned off, const void* buf, unsigned l
 }
 
 void PhysMem::copy_page(Page* dst, const Page* src) {
-    if (dst == src || is_zero_folio(page_folio(dst))) return;
+    if (dst == src || is_any_zero_folio(page_folio(dst))) return;
     const uint8_t* s = sync::load(src->data, sync::memory_order_acquire);
     if (!s) {
         impl_->release_data(dst);

@@ -146,7 +146,14 @@ public:
     Folio* zero_folio() const { return zero_folio_; }
     Folio* huge_zero_folio() const { return huge_zero_folio_; }  // null if none could be set up
     bool is_zero_pfn(pfn_t pfn) const { return pfn == zero_pfn_; }
-    bool is_zero_folio(const Folio* f) const { return f == zero_folio_ || (f && f == huge_zero_folio_); }
+    // is_zero_folio()/is_zero_page() upstream mean the 4 KiB shared zero page
+    // only: GUP takes no pin on it (try_grab_folio(), gup_put_folio()). The
+    // huge zero folio is is_huge_zero_folio(): pinned like any large folio.
+    bool is_zero_folio(const Folio* f) const { return f && f == zero_folio_; }
+    bool is_huge_zero_folio(const Folio* f) const { return f && f == huge_zero_folio_; }
+    // Either zero folio: frames that stay zero, are never migrated, freed or
+    // poisoned (what /proc/kpageflags reports as KPF_ZERO_PAGE).
+    bool is_any_zero_folio(const Folio* f) const { return is_zero_folio(f) || is_huge_zero_folio(f); }
 
     // --- ZONE_DEVICE -----------------------------------------------------------------
     // memremap_pages(): carve nr_pages (a multiple of 512) out of device memory.

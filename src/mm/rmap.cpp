@@ -55,6 +55,7 @@ Status anon_vma_prepare(Vma& vma) {
         sync::SpinGuard g(vma.mm->page_table_lock);
         if (!sync::load(vma.anon_vma, sync::memory_order_relaxed)) {
             av->vmas.push_back(&vma);
+            vma.anon_vma_forked = false;  // a fresh anon_vma: a singular chain
             sync::store(vma.anon_vma, av, sync::memory_order_release);  // the VMA's reference
             installed = true;
         }
@@ -65,9 +66,11 @@ Status anon_vma_prepare(Vma& vma) {
 
 void anon_vma_fork(Vma& child, Vma& parent) {
     child.anon_vma = nullptr;
+    child.anon_vma_forked = false;
     if (!parent.anon_vma) return;
     parent.anon_vma->get();
     child.anon_vma = parent.anon_vma;
+    child.anon_vma_forked = true;
     child.anon_vma->link(&child);
 }
 

@@ -7,6 +7,7 @@
 #include "fs/fs.h"
 #include "fs/fs_internal.h"
 #include "fs/inode.h"
+#include "mm/fault_around.h"
 #include "mm/internal.h"
 
 namespace pl {
@@ -26,6 +27,9 @@ public:
         vmf.page = folio->head();
         return 0;
     }
+    // shmem_vm_ops and shmem_anon_vm_ops map around read faults too.
+    bool has_map_pages() const override { return true; }
+    vm_fault_t map_pages(VmFault& vmf, pgoff_t s, pgoff_t e) const override { return filemap_map_pages(vmf, s, e); }
 };
 
 // shmem_file_operations: ->mmap is shmem_mmap().

@@ -39,6 +39,11 @@ public:
     // fall back to PTEs.
     virtual vm_fault_t huge_fault(VmFault&, unsigned /*order*/) const { return VM_FAULT_FALLBACK; }
     virtual bool has_huge_fault() const { return false; }
+    // ->map_pages: map what is ready in the page cache for file offsets
+    // [start_pgoff, end_pgoff] around a read fault (do_fault_around(),
+    // src/mm/fault_around.cpp); VM_FAULT_NOPAGE when vmf.address got mapped.
+    virtual bool has_map_pages() const { return false; }
+    virtual vm_fault_t map_pages(VmFault&, pgoff_t /*start_pgoff*/, pgoff_t /*end_pgoff*/) const { return 0; }
     // ->page_mkwrite: the page is about to become writable in a shared
     // mapping (dirty accounting, block allocation). Returns 0 or VM_FAULT_*.
     virtual bool has_page_mkwrite() const { return false; }

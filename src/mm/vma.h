@@ -23,6 +23,10 @@ public:
     pgoff_t pgoff = 0;   // vm_pgoff: file offset (or linear anon index) of `start`, in pages
     File* file = nullptr;        // vm_file, a counted reference
     AnonVma* anon_vma = nullptr; // counted reference, set on the first anonymous fault
+    // anon_vma came from a parent at fork (anon_vma_fork()): upstream's
+    // anon_vma_chain is then not singular, and vma_is_fork_child() keeps a
+    // VMA without an anon_vma from merging into this one.
+    bool anon_vma_forked = false;
     const VmOperations* ops = nullptr;
     void* private_data = nullptr;
     uint64_t id = 0;             // unique for the kernel's lifetime

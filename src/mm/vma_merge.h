@@ -11,4 +11,10 @@ namespace pl {
 // Caller holds the mmap_lock for write.
 Vma* vma_merge_neighbours(MmStruct& mm, Vma* vma);
 
+// vma_merge_new_range() as __mmap_region() reaches it for a new private
+// anonymous range [start, end) with `flags`, not yet a VMA: the VMA below
+// and/or above grows over it. Returns that VMA, or null when neither can
+// (the caller then makes a new VMA). Caller holds the mmap_lock for write.
+Vma* vma_merge_new_anon(MmStruct& mm, vaddr_t start, vaddr_t end, vm_flags_t flags);
+
 }  // namespace pl

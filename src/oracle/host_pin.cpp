@@ -14,6 +14,8 @@
 #include <cstring>
 #include <utility>
 
+#include "oracle/host_doors.h"
+
 #ifdef PINLAB_HAVE_LIBURING
 #include <liburing.h>
 #endif
@@ -142,9 +144,9 @@ Result<std::vector<HostTiming>> host_pin_direct_io(const HostBuffer& buf, const 
         off += static_cast<std::size_t>(w);
     }
     ::fsync(fd);
-    int dfd = ::open(("/proc/self/fd/" + std::to_string(fd)).c_str(), O_RDONLY | O_DIRECT);
+    const int dfd = doors::reopen_direct(fd, doors::DirectAccess::read);
     ::close(fd);
-    if (dfd < 0) return refuse(refusal, errno, "open(O_DIRECT) in " + dir + " (the file system refuses O_DIRECT?)");
+    if (dfd < 0) return refuse(refusal, -dfd, "open(O_DIRECT) in " + dir + " (the file system refuses O_DIRECT?)");
     std::vector<HostTiming> out;
     for (int i = 0; i < repeats; ++i) {
         HostTiming t;

@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "scenario/commands.h"
@@ -62,6 +63,19 @@ struct Call {
     std::string pages_out;        // `-> P`
     SourceLoc pages_out_loc;
 };
+
+// The value of option `name` of a call (null for a flag without one); with
+// `present`, whether the option was given at all.
+inline const Expr* call_option(const Call& c, std::string_view name, bool* present = nullptr) {
+    for (const auto& [n, v] : c.options) {
+        if (n == name) {
+            if (present) *present = true;
+            return v.get();
+        }
+    }
+    if (present) *present = false;
+    return nullptr;
+}
 
 struct Stmt {
     enum class Kind : uint8_t {

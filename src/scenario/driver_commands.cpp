@@ -6,8 +6,10 @@
 #include <sys/uio.h>
 
 #include <cstdint>
+#include <string_view>
 #include <vector>
 
+#include "base/error.h"
 #include "pinlab/kapi.h"
 
 namespace pl::scenario {
@@ -176,7 +178,20 @@ Value Exec::v6_4_gup() {
 Value Exec::run() {
     switch (c_.spec->cmd) {
         // ---- io_uring (io_uring/rsrc.c)
-        case Cmd::io_uring_setup: return created(Kind::Ring, pl_io_uring_setup(t_, u32(0)), "io_uring_setup");
+        case Cmd::io_uring_setup: {
+            // io_uring_setup(2)'s own errors (-EINVAL entries, -ENOMEM over
+            // RLIMIT_MEMLOCK) are results, as on the host; pl_last_error()
+            // names the errno after the function's name.
+            pl_io_uring* ring = pl_io_uring_setup(t_, u32(0));
+            if (!ring) {
+                const std::string_view why = pl_last_error();
+                const size_t at = why.find(": -E");
+                if (at != std::string_view::npos)
+                    if (int e = errno_from_name(why.substr(at + 3, why.find(':', at + 3) - (at + 3))))
+                        return Value::integer(-e);
+            }
+            return created(Kind::Ring, ring, "io_uring_setup");
+        }
         case Cmd::io_uring_register_buffers: {
             auto* ring = ptr<pl_io_uring>(0, Kind::Ring);
             if (c_.args.size() % 2 == 0) stop(c_.loc, "io_uring_register_buffers takes ADDR LEN pairs");

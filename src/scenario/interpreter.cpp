@@ -217,6 +217,13 @@ private:
     unsigned long ulong(const Expr& e) { return static_cast<unsigned long>(integer(eval(e), e.loc)); }
 
     Value eval(const Expr& e) {
+        if (!obs_) return eval_node(e);
+        Value v = eval_node(e);
+        obs_->evaluated(e, v);
+        return v;
+    }
+
+    Value eval_node(const Expr& e) {
         switch (e.kind) {
             case Expr::Kind::Literal: return e.value;
             case Expr::Kind::Var: {
@@ -328,6 +335,28 @@ private:
         if (prop == "pfn") return Value::integer(static_cast<int64_t>(page_to_pfn(p)));
         if (prop == "maybe_dma_pinned") return Value::boolean(page_maybe_dma_pinned(p));
         if (prop == "anon_exclusive") return Value::boolean(PageAnonExclusive(p));
+        if (prop == "exclusive") {
+            // /proc/PID/pagemap's PM_MMAP_EXCLUSIVE (fs/proc/task_mmu.c
+            // __folio_page_mapped_exclusively(), CONFIG_PAGE_MAPCOUNT): a
+            // normal page (not the zero page) mapped exactly once; hugetlb
+            // asks whether the folio is mapped by one mm only.
+            if (is_zero_page(p)) return Value::boolean(false);
+            if (PageHuge(p)) return Value::boolean(folio_mapcount(f) == 1);
+            // Under a PMD leaf, pagemap_pmd_range() (since v6.15) asks
+            // about pmd_page() -- the first page the PMD maps -- for all
+            // 512 entries, not about the page at the address: after a COW
+            // of one subpage in the other process, every entry reads that
+            // first page's precise mapcount.
+            if (ref.kind == Expr::Kind::PageAt) {
+                task_struct* t = task(ref.task, ref.loc);
+                const unsigned long addr = ulong(*ref.kids[0]);
+                if (std::string_view(pl_pte_describe(t, addr)).ends_with(" level=pmd")) {
+                    constexpr unsigned long kPmdSize = 2UL << 20;
+                    if (page* first = pl_virt_to_page(t, addr & ~(kPmdSize - 1))) p = first;
+                }
+            }
+            return Value::boolean(page_mapcount(p) == 1);
+        }
         if (prop == "anon") return Value::boolean(PageAnon(p));
         if (prop == "dirty") return Value::boolean(PageDirty(p));
         if (prop == "writeback") return Value::boolean(PageWriteback(p));
@@ -342,14 +371,7 @@ private:
     static constexpr int GUP_PIN_COUNTING_BIAS_ = 1024;  // include/pinlab/kapi.h (hidden from pinlab's own sources)
 
     const Expr* option(const Call& c, std::string_view name, bool* present = nullptr) {
-        for (const auto& [n, v] : c.options) {
-            if (n == name) {
-                if (present) *present = true;
-                return v.get();
-            }
-        }
-        if (present) *present = false;
-        return nullptr;
+        return call_option(c, name, present);
     }
 
     pl_file* new_file(const std::string& fs, unsigned long size, SourceLoc loc) {

@@ -47,6 +47,10 @@ public:
     // An expectation as evaluated: both sides (`rhs` empty for a plain condition) and whether it held.
     virtual void compared(const Stmt&, const std::string& /*lhs*/, const std::string& /*op*/,
                           const std::string& /*rhs*/, bool /*held*/) {}
+    // Every expression node's value, as the step evaluated it (`pinlab
+    // conform` compares them with the host kernel's). Not called for a node
+    // whose evaluation failed the step.
+    virtual void evaluated(const Expr& /*node*/, const Value& /*value*/) {}
 };
 
 Outcome run_scenario(const Scenario& s, const std::string& extra_config, StepObserver* observer = nullptr);

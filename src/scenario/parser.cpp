@@ -21,6 +21,7 @@ constexpr PageProp kPageProps[] = {
     {"refcount", Type::Int},        {"pincount", Type::Int},         {"mapcount", Type::Int},
     {"folio_refcount", Type::Int},  {"folio_mapcount", Type::Int},   {"folio_nr_pages", Type::Int},
     {"pfn", Type::Int},             {"maybe_dma_pinned", Type::Bool}, {"anon_exclusive", Type::Bool},
+    {"exclusive", Type::Bool},
     {"anon", Type::Bool},           {"dirty", Type::Bool},           {"writeback", Type::Bool},
     {"huge", Type::Bool},           {"compound", Type::Bool},        {"zero", Type::Bool},
     {"reserved", Type::Bool},       {"longterm_pinnable", Type::Bool}, {"mapped", Type::Bool},

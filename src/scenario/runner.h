@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "scenario/interpreter.h"
@@ -37,6 +38,11 @@ struct RunSummary {
 // One file's text (named `file` in messages): parse every expansion, run
 // those that parse. A file that does not parse gives one ERROR result.
 void run_text(const std::string& file, const std::string& text, const RunOptions& opts, RunSummary* out);
+
+// The *.pin files below dir, recursively, in name order, skipping `known/`
+// subdirectories (scenarios the model still disagrees on); false with *ec
+// when the directory cannot be listed.
+bool pin_files_below(const std::string& dir, std::vector<std::string>* files, std::error_code* ec);
 
 // Files and directories (searched recursively for *.pin, in name order).
 void run_paths(const std::vector<std::string>& paths, const RunOptions& opts, RunSummary* out);

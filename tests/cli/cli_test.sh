@@ -27,6 +27,16 @@ expect 2 "unknown configuration key 'bogus'" -- --config "bogus=1"
 expect 2 "unknown era 'v9.9'" -- --config "era=v9.9"
 expect 2 'not expected: frobnicate' -- frobnicate
 expect 0 'arch.pte_special' -- config-keys
+# pinlab conform: bad input is refused, located, before the host is touched.
+expect 2 'nonexistent.pin: no such file or directory' -- conform /nonexistent.pin
+expect 2 '--fs xfs: expected TYPE=DIR' -- conform --fs xfs
+expect 2 'is not a directory' -- conform --fs xfs=/nonexistent
+expect 2 "unknown configuration key 'bogus'" -- conform --config bogus=1
+expect 2 'random: Value 0 not in range' -- conform --random 0
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+printf 'task A\nfork A B\n' >"$tmp/bad.pin"
+expect 2 'bad.pin:2:8: expected' -- conform "$tmp/bad.pin"
 # The man page comes from the same definitions as --help: every subcommand
 # --help lists has a section, and every option of `run` is described.
 expect 0 '^\.TH PINLAB 1' -- --man

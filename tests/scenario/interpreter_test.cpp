@@ -302,5 +302,38 @@ expect page A:b refcount == 1
     EXPECT_EQ(now.results.at(0).verdict, Verdict::Fail) << verdicts(now);
 }
 
+// `page T:ADDR exclusive` is pagemap's PM_MMAP_EXCLUSIVE. Under a PMD,
+// pagemap_pmd_range() (fs/proc/task_mmu.c, since v6.15) asks
+// __folio_page_mapped_exclusively() about the PMD's first page for every
+// entry; under a PTE, about the page itself. After the child's COW of the
+// first subpage (do_huge_pmd_wp_page() splits only the child's PMD), the
+// parent's entries all read that first page (mapped by the parent's PMD
+// alone), although the child's PTEs map the others too; the host agreed
+// (examples/conform/regress_thp_cow_pagemap_exclusive.pin).
+TEST(ScenarioRun, PagemapExclusiveUnderAPmdReadsItsFirstPage) {
+    const std::string head = "config ram=256M hugetlb_2m=0 hugetlb_1g=0 thp=always\n"
+                             "task A\nA: m = mmap 2M rw private anon\nA: write m \"a\"\nfork A -> B\n";
+    struct Row {
+        const char* writer;  // who writes, and where
+        const char* check;   // the expectation
+    };
+    const Row rows[] = {
+        {"B: write m \"b\"", "expect page A:m+4K exclusive"},        // A's PMD: first page, A's alone
+        {"B: write m \"b\"", "expect page A:m+4K mapcount == 2"},    // the page itself: A's PMD, B's PTE
+        {"B: write m \"b\"", "expect not page B:m+4K exclusive"},    // B's PTE: the page itself
+        {"B: write m \"b\"", "expect page B:m exclusive"},           // B's copy
+        {"B: write m+4K \"b\"", "expect not page A:m exclusive"},    // first page still B's too
+        {"B: write m+4K \"b\"", "expect not page A:m+4K exclusive"}, // A's PMD reads the first page
+        {"A: write m+4K \"b\"", "expect not page B:m+4K exclusive"}, // now B keeps the PMD
+        {"A: write m \"b\"", "expect page B:m+4K exclusive"},
+    };
+    for (const Row& r : rows) {
+        SCOPED_TRACE(std::string(r.writer) + " / " + r.check);
+        RunSummary ok = run(head + r.writer + "\n" + r.check + "\n");
+        ASSERT_EQ(ok.results.size(), 1u);
+        EXPECT_EQ(ok.results[0].verdict, Verdict::Pass) << verdicts(ok);
+    }
+}
+
 }  // namespace
 }  // namespace pl::scenario::test

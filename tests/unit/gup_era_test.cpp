@@ -429,6 +429,7 @@ struct SameFileRow {
     std::function<unsigned long(GupEra&)> setup;  // 4 pages over two VMAs
     long expect_get;  // get_user_pages_unlocked(), first touch of the range
     long expect_pin;  // pin_user_pages_unlocked() right after
+    const char* config = nullptr;  // extra config for this row (reboots; keep such rows last)
 };
 
 TEST_F(GupEra, SameFileSlowPathNeedsOneVmFile) {
@@ -441,13 +442,19 @@ TEST_F(GupEra, SameFileSlowPathNeedsOneVmFile) {
         {"two VMAs of one file (mprotect split): same vm_file",
          [](GupEra& f) { return f.one_file_split(); }, 4, 4},
         {"two different files, cached: partial", [](GupEra& f) { return f.two_files(true); }, 2, 2},
-        {"two different files, cold cache, *_unlocked: each fault drops the lock and the retry restarts "
-         "__get_user_pages() with i == 0, so the patch compared the second VMA with itself (a hole in v1-v3; "
-         "io_uring pinned with the lock held, where it cannot happen); warm afterwards: partial",
-         [](GupEra& f) { return f.two_files(false); }, 4, 2},
+        {"two different files, cold cache: the first fault drops the lock, do_sync_mmap_readahead() reads "
+         "the whole first file and fault-around maps its second page on the retry, so the only restart is at "
+         "page 0 and the second VMA is compared with the first file: partial",
+         [](GupEra& f) { return f.two_files(false); }, 2, 2},
+        {"two different files, cold cache, no read-ahead (read_ahead_kb 0), *_unlocked: each fault drops the "
+         "lock and the retry restarts __get_user_pages() with i == 0, so the patch compared the second VMA with "
+         "itself (a hole in v1-v3; io_uring pinned with the lock held, where it cannot happen); warm afterwards: "
+         "partial",
+         [](GupEra& f) { return f.two_files(false); }, 4, 2, "gup.foll_same_file=on readahead_kb=0"},
     };
     for (const SameFileRow& r : rows) {
         SCOPED_TRACE(r.why);
+        if (r.config) reboot_with(r.config);
         unsigned long a = r.setup(*this);
         page* p[4] = {};
         const long got = get_user_pages_unlocked(a, 4, p, FOLL_SAME_FILE);

@@ -4,6 +4,8 @@
 // coalescing, fixed reads and writes as DMA, fork with a registered buffer.
 #include <sys/uio.h>
 
+#include <string>
+
 #include "test_kernel.h"
 
 namespace pl::test {
@@ -132,11 +134,13 @@ TEST_F(IoUring, RegistrationAcrossBackingsInEachVariant) {
             const unsigned long released = pl_vmstat(k, "nr_foll_pin_released");
             Ring ring(t);
             ASSERT_NE(ring.r, nullptr);
+            // What the ring itself holds (io_create_region(); none in v6.4).
+            const unsigned long ring_pages = pl_task_locked_vm(t, 1);
             EXPECT_EQ(ring.reg(a, len), want) << kConfigs[v] << " " << name(row.backing) << ": " << row.why;
             EXPECT_EQ(pl_io_uring_unregister_buffers(ring.r), want ? -ENXIO : 0);
             EXPECT_EQ(pl_vmstat(k, "nr_foll_pin_acquired") - acquired, pl_vmstat(k, "nr_foll_pin_released") - released)
                 << kConfigs[v] << " " << name(row.backing) << ": every pin taken is released";
-            EXPECT_EQ(pl_task_locked_vm(t, 1), 0u);
+            EXPECT_EQ(pl_task_locked_vm(t, 1), ring_pages) << "the buffer's charge is returned";
             EXPECT_EQ(pl_munmap(t, a, len), 0);
         }
     }
@@ -199,29 +203,151 @@ TEST_F(IoUring, RegistrationErrors) {
 }
 
 // io_account_mem(): pinned pages count against RLIMIT_MEMLOCK (the user's
-// locked_vm) unless CAP_IPC_LOCK; a large folio is charged once, whole.
+// locked_vm), on top of the ring's own pages (io_create_region()); a large
+// folio is charged once, whole. CAP_IPC_LOCK counts when the ring is created
+// (io_uring_create() leaves ctx->user NULL): __io_account_mem() itself checks
+// no capability, and mm->pinned_vm is charged either way.
 TEST_F(IoUring, MemlockAccounting) {
     unsigned long a = map(t, 16 * kPage);
     ASSERT_EQ(pl_memset(t, a, 1, 16 * kPage), static_cast<long>(16 * kPage));
     ASSERT_EQ(pl_task_set_rlimit_memlock(t, 8 * kPage), 0);
     Ring ring(t);
+    ASSERT_NE(ring.r, nullptr);
+    EXPECT_EQ(pl_task_locked_vm(t, 1), 2u) << "8 entries: one page of rings, one of SQEs";
     EXPECT_EQ(ring.reg(a, 16 * kPage), -ENOMEM);
     EXPECT_EQ(pl_vmstat(k, "nr_foll_pin_acquired"), pl_vmstat(k, "nr_foll_pin_released"));
-    EXPECT_EQ(ring.reg(a, 8 * kPage), 0);
+    EXPECT_EQ(ring.reg(a, 7 * kPage), -ENOMEM) << "2 + 7 > 8: the ring's pages share the limit";
+    EXPECT_EQ(pl_task_locked_vm(t, 1), 2u) << "a refused registration charges nothing";
+    EXPECT_EQ(ring.reg(a, 6 * kPage), 0);
     EXPECT_EQ(pl_task_locked_vm(t, 1), 8u);
+    EXPECT_EQ(pl_task_pinned_vm(t), 6u);
     EXPECT_EQ(pl_io_uring_unregister_buffers(ring.r), 0);
-    EXPECT_EQ(pl_task_locked_vm(t, 1), 0u);
+    EXPECT_EQ(pl_task_locked_vm(t, 1), 2u);
+    EXPECT_EQ(pl_task_pinned_vm(t), 0u);
     ASSERT_EQ(pl_task_set_cap_ipc_lock(t, 1), 0);
-    EXPECT_EQ(ring.reg(a, 16 * kPage), 0) << "CAP_IPC_LOCK: no limit";
-    EXPECT_EQ(pl_task_locked_vm(t, 1), 16u);
-    EXPECT_EQ(pl_io_uring_unregister_buffers(ring.r), 0);
+    EXPECT_EQ(ring.reg(a, 16 * kPage), -ENOMEM) << "a ring made without CAP_IPC_LOCK stays limited";
+    {
+        Ring capable(t);
+        ASSERT_NE(capable.r, nullptr);
+        EXPECT_EQ(pl_task_locked_vm(t, 1), 2u) << "made with CAP_IPC_LOCK: its rings are not charged";
+        EXPECT_EQ(capable.reg(a, 16 * kPage), 0) << "CAP_IPC_LOCK: no limit";
+        EXPECT_EQ(pl_task_locked_vm(t, 1), 2u);
+        EXPECT_EQ(pl_task_pinned_vm(t), 16u) << "mm->pinned_vm is charged without ctx->user too";
+        EXPECT_EQ(pl_io_uring_unregister_buffers(capable.r), 0);
 
-    // One page of a hugetlb folio charges the whole 2 MiB.
+        // One page of a hugetlb folio charges the whole 2 MiB.
+        unsigned long h = map(t, kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB);
+        ASSERT_EQ(pl_memset(t, h, 1, kPage), static_cast<long>(kPage));
+        EXPECT_EQ(capable.reg(h, kPage), 0);
+        EXPECT_EQ(pl_task_pinned_vm(t), kHuge / kPage);
+        EXPECT_EQ(pl_io_uring_unregister_buffers(capable.r), 0);
+        EXPECT_EQ(pl_task_pinned_vm(t), 0u);
+    }
+    EXPECT_EQ(pl_task_locked_vm(t, 1), 2u) << "closing the capable ring returned nothing it had not taken";
+    ASSERT_EQ(pl_task_set_cap_ipc_lock(t, 0), 0);
+    ASSERT_EQ(pl_task_set_rlimit_memlock(t, 8UL << 20), 0);
     unsigned long h = map(t, kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB);
     ASSERT_EQ(pl_memset(t, h, 1, kPage), static_cast<long>(kPage));
     EXPECT_EQ(ring.reg(h, kPage), 0);
-    EXPECT_EQ(pl_task_locked_vm(t, 1), kHuge / kPage);
+    EXPECT_EQ(pl_task_locked_vm(t, 1), 2 + kHuge / kPage) << "the hugetlb folio charged whole";
     EXPECT_EQ(pl_io_uring_unregister_buffers(ring.r), 0);
+}
+
+// The ring's own memory against RLIMIT_MEMLOCK, per era. Each row: the
+// pages io_uring_create() charges to user->locked_vm for `entries` (the SQ
+// rounded up to a power of two, the CQ twice that), and what it adds to
+// mm->locked_vm.
+//  - current (v6.14+): io_allocate_scq_urings() makes two regions,
+//    PAGE_ALIGN(rings_size()) and PAGE_ALIGN(sq_entries * 64), and
+//    io_create_region() charges each; rings_size() is struct io_rings (64
+//    bytes) + 16-byte CQEs, cache-line aligned, + a u32 per SQ entry.
+//  - v5.12 (memcg, "place ring SQ/CQ arrays under memcg memory limits") to
+//    v6.13: nothing.
+//  - v5.4-v5.11: ring_pages(), 1 << get_order() of rings_size() (a
+//    320-byte struct io_rings then) plus that of the SQE array; from v5.9
+//    ("report pinned memory usage") the same pages also go to mm->locked_vm
+//    (io_account_mem(..., ACCT_LOCKED)).
+//  - v5.1-v5.3: ring_pages() of the separate SQ ring (192 + 4 per entry),
+//    SQE array and CQ ring (192 + 16 per CQE), summed, then rounded to pages.
+TEST_F(IoUring, RingMemoryChargedPerEra) {
+    struct EraRow {
+        const char* config;
+        unsigned entries;
+        unsigned long user_pages;
+        unsigned long mm_locked;
+        const char* why;
+    };
+    const EraRow rows[] = {
+        {"", 1, 2, 0, "rings 132 B and SQEs 64 B: a page each"},
+        {"", 4, 2, 0, "rings 208 B, SQEs 256 B"},
+        {"", 5, 2, 0, "5 entries are 8: rings 352 B, SQEs 512 B"},
+        {"", 128, 4, 0, "rings 64 + 4096 + 512 B: 2 pages; SQEs 8 KiB: 2"},
+        {"", 256, 7, 0, "rings 9280 B: 3 pages; SQEs 16 KiB: 4"},
+        {"", 32768, 801, 0, "rings 1179712 B: 289 pages; SQEs 2 MiB: 512"},
+        {"era=v6.5", 256, 0, 0, "v5.12-v6.13: memcg accounting, no RLIMIT_MEMLOCK"},
+        {"era=v5.16", 4, 0, 0, "v5.12-v6.13: memcg accounting"},
+        {"era=v5.11", 4, 2, 2, "order 0 each; mm->locked_vm too (v5.9+)"},
+        {"era=v5.10", 256, 8, 8, "rings 9536 B: 3 pages, order 2 = 4; SQEs 4"},
+        {"era=v5.8", 256, 8, 0, "ring_pages() as v5.10, no mm->locked_vm before v5.9"},
+        {"era=v5.5", 128, 4, 0, "rings 4928 B: order 1; SQEs order 1"},
+        {"era=v5.3", 4, 1, 0, "192 + 16 + 256 + 192 + 128 = 784 B: one page for all"},
+        {"era=v5.3", 256, 7, 0, "384 + 100 * 256 = 25984 B: 7 pages"},
+    };
+    for (const EraRow& row : rows) {
+        SCOPED_TRACE(std::string(row.config) + " entries " + std::to_string(row.entries) + ": " + row.why);
+        reboot((std::string(row.config) + " ram=512M hugetlb_2m=0 hugetlb_1g=0").c_str());
+        pl_io_uring* r = pl_io_uring_setup(t, row.entries);
+        ASSERT_NE(r, nullptr) << pl_last_error();
+        EXPECT_EQ(pl_task_locked_vm(t, 1), row.user_pages);
+        EXPECT_EQ(pl_task_locked_vm(t, 0), row.mm_locked);
+        EXPECT_EQ(pl_task_pinned_vm(t), 0u) << "the ring's pages are not pinned_vm";
+        pl_io_uring_exit(r);
+        EXPECT_EQ(pl_task_locked_vm(t, 1), 0u) << "io_ring_ctx_free() returns the charge";
+        EXPECT_EQ(pl_task_locked_vm(t, 0), 0u);
+        if (!row.user_pages) continue;
+        // One page short of the limit: io_uring_setup() fails with -ENOMEM
+        // and nothing stays charged; exactly at the limit it succeeds.
+        ASSERT_EQ(pl_task_set_rlimit_memlock(t, (row.user_pages - 1) * kPage), 0);
+        EXPECT_EQ(pl_io_uring_setup(t, row.entries), nullptr);
+        EXPECT_NE(std::string(pl_last_error()).find("-ENOMEM"), std::string::npos) << pl_last_error();
+        EXPECT_EQ(pl_task_locked_vm(t, 1), 0u);
+        EXPECT_EQ(pl_task_locked_vm(t, 0), 0u);
+        ASSERT_EQ(pl_task_set_rlimit_memlock(t, row.user_pages * kPage), 0);
+        r = pl_io_uring_setup(t, row.entries);
+        EXPECT_NE(r, nullptr) << pl_last_error();
+        if (r) pl_io_uring_exit(r);
+        // With CAP_IPC_LOCK at setup the user is not charged at all, in
+        // every era (ctx->user NULL; before v5.12 !limit_mem/!account_mem).
+        ASSERT_EQ(pl_task_set_cap_ipc_lock(t, 1), 0);
+        ASSERT_EQ(pl_task_set_rlimit_memlock(t, 0), 0);
+        r = pl_io_uring_setup(t, row.entries);
+        ASSERT_NE(r, nullptr) << pl_last_error();
+        EXPECT_EQ(pl_task_locked_vm(t, 1), 0u);
+        EXPECT_EQ(pl_task_locked_vm(t, 0), row.mm_locked) << "ACCT_LOCKED did not depend on limit_mem";
+        pl_io_uring_exit(r);
+        EXPECT_EQ(pl_task_locked_vm(t, 0), 0u);
+    }
+}
+
+// Registered buffers went to mm->pinned_vm (VmPin) only from v5.9
+// (io_account_mem(..., ACCT_PINNED)); the user's locked_vm took them in
+// every era.
+TEST_F(IoUring, BufferPinnedVmSinceV5_9) {
+    for (const char* era : {"era=v5.8", "era=v5.10", ""}) {
+        SCOPED_TRACE(era);
+        reboot((std::string(era) + " ram=512M hugetlb_2m=0 hugetlb_1g=0").c_str());
+        unsigned long a = map(t, 3 * kPage);
+        ASSERT_EQ(pl_memset(t, a, 1, 3 * kPage), static_cast<long>(3 * kPage));
+        Ring ring(t);
+        ASSERT_NE(ring.r, nullptr);
+        const unsigned long ring_pages = pl_task_locked_vm(t, 1);
+        ASSERT_EQ(ring.reg(a, 3 * kPage), 0);
+        EXPECT_EQ(pl_task_locked_vm(t, 1), ring_pages + 3);
+        EXPECT_EQ(pl_task_pinned_vm(t), std::string(era) == "era=v5.8" ? 0u : 3u);
+        EXPECT_EQ(pl_io_uring_unregister_buffers(ring.r), 0);
+        EXPECT_EQ(pl_task_locked_vm(t, 1), ring_pages);
+        EXPECT_EQ(pl_task_pinned_vm(t), 0u);
+    }
 }
 
 // io_check_coalesce_buffer()/io_coalesce_buffer() (v6.12): a buffer made of
@@ -346,8 +472,9 @@ TEST_F(IoUring, ExitReleasesEverything) {
         iovec iov[3] = {{reinterpret_cast<void*>(a), kHuge},
                         {reinterpret_cast<void*>(a + kHuge), kPage},
                         {reinterpret_cast<void*>(a), 2 * kHuge}};
+        // Two pages for the ring itself (io_create_region() of the rings and of the SQEs).
         ASSERT_EQ(pl_io_uring_register_buffers(ring.r, iov, 3), 0);
-        EXPECT_EQ(pl_task_locked_vm(t, 1), 2 * kHuge / kPage) << "each THP charged once across buffers";
+        EXPECT_EQ(pl_task_locked_vm(t, 1), 2 + 2 * kHuge / kPage) << "each THP charged once across buffers";
         EXPECT_GT(pl_vmstat(k, "nr_foll_pin_acquired"), pl_vmstat(k, "nr_foll_pin_released"));
         // The pin tracker's balance per owner: buffer 0 and 2 coalesced (one
         // pin per folio: 1 + 2), buffer 1 one page.
@@ -355,7 +482,7 @@ TEST_F(IoUring, ExitReleasesEverything) {
     }
     EXPECT_EQ(pl_pin_balance(k, "io_uring"), 0);
     EXPECT_EQ(pl_vmstat(k, "nr_foll_pin_acquired"), pl_vmstat(k, "nr_foll_pin_released"));
-    EXPECT_EQ(pl_task_locked_vm(t, 1), 0u);
+    EXPECT_EQ(pl_task_locked_vm(t, 1), 0u) << "the buffers' and the ring's own pages returned";
     EXPECT_EQ(pl_folio_pincount(page_folio(pg(t, a))), 0);
 }
 

@@ -686,7 +686,14 @@ TEST(PhysMem, ZeroPages) {
     EXPECT_TRUE(hz->is_reserved());
     EXPECT_EQ(hz->order(), PMD_ORDER);
     EXPECT_TRUE(hz->is_large());
-    EXPECT_TRUE(pm->is_zero_folio(hz));
+    // include/linux/mm.h: is_zero_folio() is the 4 KiB zero page only (GUP
+    // skips pinning it); the huge one is is_huge_zero_folio().
+    EXPECT_FALSE(pm->is_zero_folio(hz));
+    EXPECT_TRUE(pm->is_huge_zero_folio(hz));
+    EXPECT_FALSE(pm->is_huge_zero_folio(z));
+    EXPECT_TRUE(pm->is_any_zero_folio(z));
+    EXPECT_TRUE(pm->is_any_zero_folio(hz));
+    EXPECT_FALSE(pm->is_huge_zero_folio(nullptr));
     EXPECT_EQ(pfn_of(*pm, hz) % 512, 0u);
     EXPECT_FALSE(pm->is_zero_folio(nullptr));
 

@@ -116,24 +116,65 @@ TEST_F(ProcessVm, LargeTransferInBatches) {
     expect_pins_balanced();
 }
 
-// mm_access(): an unrelated task is -EPERM until ptrace is allowed; a child
-// may not access its parent; a task may always access itself.
+// mm_access() -> __ptrace_may_access() -> yama_ptrace_access_check(). Every
+// model task is root: same uid, and CAP_SYS_PTRACE passes Yama too, so by
+// default anyone may read anyone (what the host, as root, does). With the
+// target's switch off (a caller without CAP_SYS_PTRACE under ptrace_scope=1)
+// only its thread group (same_thread_group()) and its ancestors
+// (task_is_descendant(), which walks real_parent up from the target's group
+// leader) may; an exited parent cuts the chain (its children go to init).
 TEST_F(ProcessVm, PtracePermission) {
-    const unsigned long a = map(kPage);
+    const unsigned long a = map(2 * kPage);  // remote page, then a local page
     fill(t, a, pattern(kPage, 4));
-    task_struct* stranger = pl_task_new(k);
-    task_struct* child = pl_fork(t);
-    ASSERT_NE(stranger, nullptr);
-    ASSERT_NE(child, nullptr);
-    const unsigned long sl = map(stranger, kPage);
-    EXPECT_EQ(pl_process_vm_readv(stranger, t, sl, a, kPage), -EPERM);
-    EXPECT_EQ(pl_process_vm_readv(child, t, a, a, kPage), -EPERM);  // not the parent's parent
-    EXPECT_EQ(pl_process_vm_readv(t, t, a + 8, a, 8), 8);
-    ASSERT_EQ(pl_task_set_ptrace_allowed(t, 1), 0);
-    EXPECT_EQ(pl_process_vm_readv(stranger, t, sl, a, kPage), static_cast<long>(kPage));
-    EXPECT_EQ(bytes(stranger, sl, kPage), bytes(t, a, kPage));
+    task_struct* b = pl_fork(t);          // A -> B
+    task_struct* c = pl_fork(b);          // B -> C: A's grandchild
+    task_struct* d = pl_fork(t);          // A -> D: B's sibling
+    task_struct* ta = pl_thread_new(t);   // a thread of A
+    task_struct* s = pl_task_new(k);      // unrelated
+    ASSERT_TRUE(b && c && d && ta && s) << pl_last_error();
+    const unsigned long sa = map(s, 2 * kPage);
+    auto local = [&](task_struct* caller) { return (caller == s ? sa : a) + kPage; };
+    struct Row {
+        const char* why;
+        task_struct* caller;
+        task_struct* target;
+        bool target_allows;
+        long want;
+    };
+    const long ok = 8;
+    const Row rows[] = {
+        {"root: an unrelated task (CAP_SYS_PTRACE)", s, t, true, ok},
+        {"root: a child reads its parent", b, t, true, ok},
+        {"root: a sibling", b, d, true, ok},
+        {"the task itself (same_thread_group())", t, t, false, ok},
+        {"a thread of the target's group (same_thread_group())", ta, t, false, ok},
+        {"the parent (task_is_descendant())", t, b, false, ok},
+        {"the grandparent (task_is_descendant() walks up)", t, c, false, ok},
+        {"a thread of the grandparent (compared by group leader)", ta, c, false, ok},
+        {"a child reading its parent: not an ancestor", b, t, false, -EPERM},
+        {"a grandchild reading its grandparent", c, t, false, -EPERM},
+        {"a sibling", b, d, false, -EPERM},
+        {"an unrelated task", s, t, false, -EPERM},
+    };
+    for (const Row& r : rows) {
+        SCOPED_TRACE(r.why);
+        ASSERT_EQ(pl_task_set_ptrace_allowed(r.target, r.target_allows ? 1 : 0), 0);
+        EXPECT_EQ(pl_process_vm_readv(r.caller, r.target, local(r.caller), a, 8), r.want) << pl_last_error();
+        if (r.want == ok) {
+            EXPECT_EQ(bytes(r.caller, local(r.caller), 8), pattern(kPage, 4).substr(0, 8));
+        }
+        ASSERT_EQ(pl_task_set_ptrace_allowed(r.target, 1), 0);
+    }
+    // writev takes the same check.
     ASSERT_EQ(pl_task_set_ptrace_allowed(t, 0), 0);
-    EXPECT_EQ(pl_process_vm_writev(stranger, t, sl, a, kPage), -EPERM);
+    EXPECT_EQ(pl_process_vm_writev(s, t, sa, a, kPage), -EPERM);
+    EXPECT_EQ(pl_process_vm_writev(t, c, a, a, 8), 8);
+    // B exits: C is reparented (to init upstream), A is no longer its ancestor.
+    ASSERT_EQ(pl_task_set_ptrace_allowed(c, 0), 0);
+    pl_exit(b);
+    EXPECT_EQ(pl_process_vm_readv(t, c, a + kPage, a, 8), -EPERM);
+    ASSERT_EQ(pl_task_set_ptrace_allowed(c, 1), 0);
+    EXPECT_EQ(pl_process_vm_readv(t, c, a + kPage, a, 8), 8) << "root again";
     EXPECT_EQ(pl_task_set_ptrace_allowed(nullptr, 1), -EINVAL);
     expect_pins_balanced();
 }

@@ -143,7 +143,11 @@ TEST_F(ThreadTest, ProcessVmReadvWithinTheGroupIsAllowed) {
     EXPECT_EQ(get_str(t, a + kPage), "remote bytes");
     task_struct* stranger = pl_task_new(k);
     ASSERT_NE(stranger, nullptr);
+    // Off: a caller without CAP_SYS_PTRACE under Yama ptrace_scope=1, which
+    // same_thread_group() does not need.
+    ASSERT_EQ(pl_task_set_ptrace_allowed(th, 0), 0);
     EXPECT_EQ(pl_process_vm_readv(stranger, th, 0, a, 1), -EPERM);
+    EXPECT_EQ(pl_process_vm_readv(th, t, a + kPage, a, 13), 13) << pl_last_error();
 }
 
 // Pins a thread's own GUP calls take are the thread's: left held at its exit

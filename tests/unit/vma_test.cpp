@@ -74,7 +74,9 @@ TEST_F(VmaLayout, FixedReplacesAndNoReplaceRefuses) {
     long b = pl_mmap(t, a + kPage, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, nullptr, 0);
     ASSERT_EQ(b, static_cast<long>(a + kPage));
     EXPECT_EQ(get_str(t, a + kPage), "") << "MAP_FIXED replaced the old page";
-    EXPECT_EQ(layout().size(), 3u);
+    // __mmap_region() -> vma_merge_new_range(): the new anonymous page joins
+    // both halves the unmap left (same flags, linear pgoff, one anon_vma).
+    EXPECT_EQ(layout().size(), 1u);
     EXPECT_EQ(pl_mmap(t, a, kPage, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | 0x100000 /* MAP_FIXED_NOREPLACE */,
                       nullptr, 0),
               -EEXIST);
@@ -157,6 +159,116 @@ TEST_F(VmaLayout, PartialMremapOfAThp) {
     task_struct* c = pl_fork(t);
     put_str(c, b, "child");
     EXPECT_EQ(get_str(t, b), "high");
+}
+
+// New private anonymous ranges and their neighbours: __mmap_region() ->
+// vma_merge_new_range() (mm/vma.c). Each row maps `first` top-down, then
+// `second` (which lands right below it), and counts the VMAs. A merge needs
+// is_mergeable_vma() (same flags but VM_SOFTDIRTY, no file),
+// is_mergeable_anon_vma() (the new range has no anon_vma: the neighbour's
+// must not come from fork) and a linear vm_pgoff.
+//
+//   first            second               result
+//   [ 4K rw ]        [ 4K rw ]       ->   [ 8K rw ]          one VMA
+//   [ 4K rw ]        [ 4K r  ]       ->   [ r ][ rw ]        flags differ
+//   [ 4K rw shared ] [ 4K rw ]       ->   [ rw ][ shared ]   a file (shmem)
+TEST_F(VmaLayout, NewAnonymousMmapMergesWithItsNeighbour) {
+    struct Row {
+        const char* why;
+        int first_prot, first_flags, second_prot;
+        bool write_first;  // the first VMA gets an anon_vma (case 2 of is_mergeable_anon_vma())
+        size_t want_vmas;
+    };
+    const int rw = PROT_READ | PROT_WRITE, priv = MAP_PRIVATE | MAP_ANONYMOUS;
+    const Row rows[] = {
+        {"both without an anon_vma: one VMA", rw, priv, rw, false, 1},
+        {"the neighbour's anon_vma is its own (singular chain): one VMA", rw, priv, rw, true, 1},
+        {"is_mergeable_vma(): flags differ", rw, priv, PROT_READ, false, 2},
+        {"is_mergeable_vma(): the neighbour has a file (shared anon is shmem)", rw, MAP_SHARED | MAP_ANONYMOUS, rw,
+         false, 2},
+    };
+    for (const Row& r : rows) {
+        SCOPED_TRACE(r.why);
+        reboot("ram=64M hugetlb_2m=0 hugetlb_1g=0");
+        const unsigned long a = map(t, kPage, r.first_prot, r.first_flags);
+        if (r.write_first) put_str(t, a, "first");
+        const unsigned long b = map(kPage, r.second_prot);
+        ASSERT_EQ(b + kPage, a) << "top-down: the second lands right below the first";
+        EXPECT_EQ(layout().size(), r.want_vmas);
+        if (r.want_vmas != 1) continue;
+        Vma* v = vma(b);
+        EXPECT_EQ(v->start, b);
+        EXPECT_EQ(v->end, a + kPage);
+        EXPECT_EQ(v->pgoff, b >> PAGE_SHIFT) << "the VMA grew down: vm_pgoff follows vm_start";
+        EXPECT_NE(v->flags & VM_SOFTDIRTY, 0u) << "__mmap_complete() marks the result soft-dirty";
+        if (r.write_first) {
+            EXPECT_NE(v->anon_vma, nullptr);
+            EXPECT_EQ(get_str(t, a), "first");
+        }
+        put_str(t, b, "second");
+        EXPECT_EQ(get_str(t, b), "second");
+    }
+}
+
+// The repro of examples/conform/regress_anon_mmap_merge_fork.pin: one half of
+// the merged VMA maps the zero page, the other an anonymous page (and so the
+// VMA's anon_vma); copy_page_range() copies every PTE of a VMA with an
+// anon_vma (vma_needs_copy()), the zero-page one included. Separate VMAs would
+// leave the zero page behind.
+TEST_F(VmaLayout, ForkCopiesTheZeroPageOfAMergedVma) {
+    const unsigned long m0 = map(kPage);
+    const unsigned long m1 = map(kPage);
+    EXPECT_EQ(get_str(t, m1), "");
+    put_str(t, m0, "anon");
+    ASSERT_EQ(vma(m0), vma(m1));
+    task_struct* c = pl_fork(t);
+    ASSERT_NE(c, nullptr);
+    EXPECT_NE(entry(c, m1), 0u) << "the zero-page PTE was copied";
+    EXPECT_TRUE(is_zero_page(pg(c, m1)));
+    EXPECT_EQ(get_str(c, m0), "anon");
+}
+
+// vma_is_fork_child(): a VMA that got its anon_vma at fork (a non-singular
+// anon_vma_chain upstream) takes no new range in; the parent's VMA does. The
+// child's new mapping keeps no anon_vma, so a second fork leaves its zero
+// page behind. A hole between VMAs with different anon_vmas joins only the
+// lower one (can_vma_merge_right()).
+TEST_F(VmaLayout, ForkChildVmaDoesNotTakeANewRangeIn) {
+    const unsigned long a = map(kPage);
+    put_str(t, a, "parent");
+    task_struct* c = pl_fork(t);
+    ASSERT_NE(c, nullptr);
+    ASSERT_NE(mm(c).vma_lookup(a)->anon_vma, nullptr);
+    const unsigned long cb = map(c, kPage);
+    ASSERT_EQ(cb + kPage, a);
+    EXPECT_NE(mm(c).vma_lookup(cb), mm(c).vma_lookup(a)) << "the child's new mapping stays its own VMA";
+    EXPECT_EQ(mm(c).vma_lookup(cb)->anon_vma, nullptr);
+    EXPECT_EQ(get_str(c, cb), "");
+    task_struct* g = pl_fork(c);
+    ASSERT_NE(g, nullptr);
+    EXPECT_EQ(entry(g, cb), 0u) << "vma_needs_copy(): no anon_vma";
+    const unsigned long pb = map(kPage);
+    ASSERT_EQ(pb + kPage, a);
+    EXPECT_EQ(vma(pb), vma(a)) << "the parent's anon_vma chain is singular: merged";
+
+    //  [ y: anon_vma 2 ][ hole ][ x: anon_vma 1 ]  --MAP_FIXED hole-->  [ y + hole ][ x ]
+    reboot("ram=64M hugetlb_2m=0 hugetlb_1g=0");
+    const unsigned long x = map(kPage);
+    put_str(t, x, "x");
+    const unsigned long guard = map(kPage, PROT_READ);
+    const unsigned long y = map(kPage);
+    put_str(t, y, "y");
+    ASSERT_EQ(y + kPage, guard);
+    ASSERT_EQ(guard + kPage, x);
+    ASSERT_NE(vma(x)->anon_vma, vma(y)->anon_vma);
+    ASSERT_EQ(pl_munmap(t, guard, kPage), 0);
+    ASSERT_EQ(pl_mmap(t, guard, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, nullptr, 0),
+              static_cast<long>(guard));
+    EXPECT_EQ(layout().size(), 2u);
+    EXPECT_EQ(vma(guard), vma(y));
+    EXPECT_NE(vma(guard), vma(x));
+    EXPECT_EQ(get_str(t, x), "x");
+    EXPECT_EQ(get_str(t, y), "y");
 }
 
 TEST_F(VmaLayout, UnmappedAreaIsTopDownAndAvoidsUsedSpace) {
