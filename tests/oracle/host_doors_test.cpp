@@ -357,6 +357,15 @@ TEST(HostDoorsTest, PfnmapIsAPerfRingThatEveryGupDoorRefuses) {
     EXPECT_EQ(std::string(ptr(d.addr()), 4), "mmio");  // the refusals touched nothing
 }
 
+// A child that is to die of SIGSEGV/SIGBUS must not have a sanitizer's
+// handler turn the signal into an exit status.
+void default_fault_signals() {
+    struct sigaction sa {};
+    sa.sa_handler = SIG_DFL;
+    ::sigaction(SIGSEGV, &sa, nullptr);
+    ::sigaction(SIGBUS, &sa, nullptr);
+}
+
 // perf_mmap(): the ring is 1 + 2^n pages, MAP_SHARED, offset 0; the data
 // pages are mapped read-only and perf_mmap_pfn_mkwrite() answers a store to
 // any page but the first with SIGBUS.
@@ -379,6 +388,7 @@ TEST(HostDoorsTest, PfnmapFollowsPerfMmapRules) {
     pid_t child = ::fork();
     ASSERT_GE(child, 0);
     if (child == 0) {
+        default_fault_signals();
         static_cast<volatile char*>(ptr(d.addr()))[0] = 1;
         ::_exit(0);
     }
@@ -390,6 +400,7 @@ TEST(HostDoorsTest, PfnmapFollowsPerfMmapRules) {
     child = ::fork();
     ASSERT_GE(child, 0);
     if (child == 0) {
+        default_fault_signals();
         const int64_t a = device_mmap("pfnmap", 0, 3 * kPage, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
         if (a <= 0) ::_exit(1);
         static_cast<volatile char*>(ptr(static_cast<uint64_t>(a)))[0] = 1;  // page 0 is writable
