@@ -2,8 +2,8 @@
 # Configures, builds and tests pinlab with the CMake presets (CMakePresets.json):
 #   release  RelWithDebInfo: every test
 #   asan     Debug + AddressSanitizer + UndefinedBehaviorSanitizer: every test
-#   tsan     Debug + ThreadSanitizer: only the tests labelled `tsan`
-#            (gtest suites named *Concurrent or *Tsan)
+#   tsan     Debug + ThreadSanitizer: builds pinlab_unit only and runs the
+#            tests labelled `tsan` (gtest suites named *Concurrent or *Tsan)
 #   fuzz     clang 14 + libFuzzer: builds only the scenario parser fuzz
 #            target and runs it for 20 s (PINLAB_FUZZ_SECONDS)
 # Every preset runs even if an earlier one failed; the exit status is non-zero

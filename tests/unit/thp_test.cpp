@@ -311,5 +311,39 @@ TEST_F(Thp, SplitFolioRefusedWhileReferenced) {
     EXPECT_EQ(get_str(t, a), "x");
 }
 
+// madvise_collapse(): the rules around the collapse itself (found by
+// pinlab conform, examples/conform/regress_madv_collapse.pin).
+TEST_F(Thp, CollapseNeedsAnAnonVmaAndRoomForAPmd) {
+    unsigned long a = map_huge();
+    // __thp_vma_allowable_orders(): outside a fault, no anon_vma, no THP.
+    EXPECT_EQ(pl_madvise(t, a, kPage, MADV_COLLAPSE), -EINVAL);
+    EXPECT_EQ(get_str(t, a), "");  // a read fault: the huge zero page, and an anon_vma
+    // A range holding no whole PMD collapses nothing: 0 of 0.
+    EXPECT_EQ(pl_madvise(t, a, kPage, MADV_COLLAPSE), 0);
+    // find_pmd_or_thp_or_none(): a PMD leaf, the huge zero page too, is
+    // SCAN_PMD_MAPPED: done, and left as it is.
+    EXPECT_EQ(pl_madvise(t, a, kHuge, MADV_COLLAPSE), 0);
+    EXPECT_EQ(level(t, a), PtLevel::Pmd);
+    EXPECT_TRUE(is_zero_page(pg(t, a)));
+    // thp_vma_suitable_order(): a VMA that cannot hold an aligned PMD.
+    unsigned long small = map(16 * kPage);
+    put_str(t, small, "x");
+    EXPECT_EQ(pl_madvise(t, small, 16 * kPage, MADV_COLLAPSE), -EINVAL);
+}
+
+// zap_pmd_range(): a partial MADV_DONTNEED of a huge-zero PMD splits it into
+// PTEs of the small zero page (__split_huge_zero_page_pmd()) and zaps only
+// the range (examples/conform/regress_huge_zero_partial_zap.pin).
+TEST_F(Thp, PartialZapOfTheHugeZeroPageKeepsTheRest) {
+    unsigned long a = map_huge();
+    EXPECT_EQ(get_str(t, a), "");
+    ASSERT_EQ(level(t, a), PtLevel::Pmd);
+    ASSERT_EQ(pl_madvise(t, a + kPage, kPage, MADV_DONTNEED), 0);
+    EXPECT_EQ(level(t, a), PtLevel::Pte);
+    EXPECT_TRUE(is_zero_page(pg(t, a)));
+    EXPECT_EQ(pg(t, a + kPage), nullptr);
+    EXPECT_TRUE(is_zero_page(pg(t, a + kHuge - kPage)));
+}
+
 }  // namespace
 }  // namespace pl::test
