@@ -116,7 +116,6 @@ ConformResult run_once(const Scenario& s, HostSession& host, const ConformOption
     if (side.disagreement()) {
         r.status = ConformStatus::disagree;
         r.first_difference = *side.disagreement();
-        r.counter_difference = side.disagreement_on_counters();
         r.source_line = side.disagreement_line();
         const auto& d = r.first_difference;
         r.reason = "line " + std::to_string(d.loc.line) + ": " + d.what + ": model " + d.model + ", kernel " + d.kernel;
@@ -159,7 +158,7 @@ ConformResult conform_scenario(const Scenario& s, HostSession& host, const Confo
     // with the difference seen kept in `unstable`.
     int attempts = 1;
     std::string first_reason;
-    while (r.status == ConformStatus::disagree && attempts <= opts.counter_retries) {
+    while (r.status == ConformStatus::disagree && attempts <= opts.retries) {
         if (first_reason.empty()) first_reason = r.reason;
         ++attempts;
         r = run_once(s, host, opts);

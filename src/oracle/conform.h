@@ -63,11 +63,10 @@ struct ConformResult {
     int compared = 0;            // observations compared
     int model_only_checks = 0;   // observations the host could not make (taken from the model)
     int host_steps = 0;          // statements executed on the host
-    bool counter_difference = false;  // the first difference is a /proc/vmstat counter
     // A difference seen in an earlier run that a rerun did not repeat (the
     // kernel's timing-dependent choices, other processes' pins); empty if none.
     std::string unstable;
-    int attempts = 1;            // runs (a disagreement on global counters only is retried)
+    int attempts = 1;            // runs (a disagreement is run again, ConformOptions::retries)
     double seconds = 0;
 };
 
@@ -75,7 +74,7 @@ struct ConformOptions {
     std::string extra_config;  // as `pinlab run --config`
     // A disagreement is run again this many times before it is reported
     // (other processes pin too; some kernel choices depend on timing).
-    int counter_retries = 2;
+    int retries = 2;
 };
 
 // One parsed scenario (one matrix expansion) on both sides.

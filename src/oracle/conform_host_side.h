@@ -45,7 +45,6 @@ public:
     void finish();
 
     const std::optional<ConformObservation>& disagreement() const { return disagreement_; }
-    bool disagreement_on_counters() const { return disagreement_on_counters_; }
     const std::optional<HostStop>& stopped() const { return stopped_; }
     std::string disagreement_line() const { return disagreement_line_; }
     int compared_count() const { return compared_; }
@@ -54,8 +53,6 @@ public:
     bool any_step() const { return host_steps_ > 0; }
     // The first expectation that did not hold on the host ("line 12: ..."), or empty.
     const std::string& kernel_failure() const { return kernel_failure_; }
-    // Where the model's own run stopped (a step that failed or skipped it).
-    bool model_stopped_here() const { return model_stopped_; }
 
 private:
     struct HostVal;
@@ -68,7 +65,6 @@ private:
     HostSession& host_;
     unsigned long hugetlb_2m_, hugetlb_1g_;
     bool active_ = true;
-    bool model_stopped_ = false;
     std::optional<bool> model_held_;
     std::unordered_map<const scenario::Expr*, scenario::Value> model_vals_;
 
@@ -90,7 +86,6 @@ private:
     std::optional<uint64_t> base_acquired_, base_released_;
 
     std::optional<ConformObservation> disagreement_;
-    bool disagreement_on_counters_ = false;
     std::string disagreement_line_;
     std::optional<HostStop> stopped_;
     std::string kernel_failure_;

@@ -103,20 +103,27 @@ void take_fds(msghdr& msg, int* fd_out) {
     }
 }
 
+// One non-blocking recvmsg() of up to len bytes; descriptors that come
+// along go to take_fds().
+ssize_t recv_some(int sock, char* buf, size_t len, int* fd_out) {
+    iovec iov{buf, len};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(4 * sizeof(int))];
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    const ssize_t n = ::recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n > 0) take_fds(msg, fd_out);
+    return n;
+}
+
 // Receive exactly len bytes; EOF before them is -EPIPE.
 int recv_all(int sock, char* buf, size_t len, int* fd_out, const Deadline& dl) {
     size_t done = 0;
     while (done < len) {
-        iovec iov{buf + done, len - done};
-        msghdr msg{};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        alignas(cmsghdr) char control[CMSG_SPACE(4 * sizeof(int))];
-        msg.msg_control = control;
-        msg.msg_controllen = sizeof control;
-        ssize_t n = ::recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        const ssize_t n = recv_some(sock, buf + done, len - done, fd_out);
         if (n > 0) {
-            take_fds(msg, fd_out);
             done += static_cast<size_t>(n);
             continue;
         }
@@ -212,18 +219,8 @@ bool channel_wait_eof(int sock, int timeout_ms) {
     Deadline dl(timeout_ms);
     char sink[4096];
     for (;;) {
-        iovec iov{sink, sizeof sink};
-        msghdr msg{};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        alignas(cmsghdr) char control[CMSG_SPACE(4 * sizeof(int))];
-        msg.msg_control = control;
-        msg.msg_controllen = sizeof control;
-        ssize_t n = ::recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-        if (n > 0) {
-            take_fds(msg, nullptr);
-            continue;
-        }
+        const ssize_t n = recv_some(sock, sink, sizeof sink, nullptr);
+        if (n > 0) continue;
         if (n == 0) return true;
         if (errno == EINTR) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) return errno == ECONNRESET || errno == EPIPE;

@@ -43,10 +43,6 @@ enum class HostOp : uint32_t {
     io_uring_unregister_buffers,
     io_uring_rw_fixed,  // ring write file buf_index addr len off
     io_uring_exit,
-    pipe,
-    vmsplice,
-    pipe_read,
-    pipe_close,
     process_vm_rw,  // write target local remote len
     direct_rw,      // write file addr len off
     vmsplice_file,  // file (a session pipe's write end) addr len

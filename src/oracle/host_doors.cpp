@@ -315,14 +315,23 @@ int64_t pipe_new() {
     return add(Pipe{fds[0], fds[1]});
 }
 
-int64_t vmsplice(int64_t pipe, uint64_t addr, uint64_t len) {
-    Pipe* p = lookup<Pipe>(pipe);
-    if (!p) return -EBADF;
+int64_t vmsplice_fd(int fd, uint64_t addr, uint64_t len) {
     iovec iov{reinterpret_cast<void*>(addr), len};
     // SPLICE_F_NONBLOCK: a full pipe is -EAGAIN instead of a hung worker
     // (fs/splice.c wait_for_space()), as the model's vmsplice always does.
-    const ssize_t n = ::vmsplice(p->wfd, &iov, 1, SPLICE_F_NONBLOCK);
+    const ssize_t n = ::vmsplice(fd, &iov, 1, SPLICE_F_NONBLOCK);
     return n < 0 ? neg_errno() : n;
+}
+
+int64_t vmsplice(int64_t pipe, uint64_t addr, uint64_t len) {
+    Pipe* p = lookup<Pipe>(pipe);
+    if (!p) return -EBADF;
+    return vmsplice_fd(p->wfd, addr, len);
+}
+
+int pipe_write_fd(int64_t pipe) {
+    Pipe* p = lookup<Pipe>(pipe);
+    return p ? p->wfd : -1;
 }
 
 int64_t pipe_read(int64_t pipe, uint64_t len, std::string* out) {
@@ -342,6 +351,9 @@ int64_t pipe_read(int64_t pipe, uint64_t len, std::string* out) {
 int64_t pipe_close(int64_t pipe) {
     Pipe* p = lookup<Pipe>(pipe);
     if (!p) return -EBADF;
+    char sink[65536];
+    while (::read(p->rfd, sink, sizeof sink) > 0) {
+    }
     ::close(p->rfd);
     ::close(p->wfd);
     table().objects.erase(pipe);

@@ -38,7 +38,13 @@ int64_t pipe_new();
 int64_t vmsplice(int64_t pipe, uint64_t addr, uint64_t len);      // bytes spliced
 // Read up to len bytes; the bytes in *out. -EAGAIN if empty.
 int64_t pipe_read(int64_t pipe, uint64_t len, std::string* out);
+// Drains what the pipe still holds (its buffers' page references go now,
+// even while dups of the write end live on in other processes) and closes it.
 int64_t pipe_close(int64_t pipe);
+// The pipe's write end (-1 for no such pipe), to hand to another process.
+int pipe_write_fd(int64_t pipe);
+// vmsplice() of [addr, addr + len) into the pipe behind write end fd.
+int64_t vmsplice_fd(int fd, uint64_t addr, uint64_t len);
 
 // process_vm_readv (write=false: remote -> local) or writev, one iovec each side.
 int64_t process_vm_rw(bool write, pid_t target, uint64_t local, uint64_t remote, uint64_t len);

@@ -219,25 +219,12 @@ HostResult HostProcess::io_uring_rw_fixed(int64_t ring, bool write, int64_t file
 
 HostResult HostProcess::io_uring_exit(int64_t ring) { return impl_->call(HostOp::io_uring_exit, {ring}); }
 
-HostResult HostProcess::pipe() { return impl_->call(HostOp::pipe, {}); }
-
-HostResult HostProcess::vmsplice(int64_t pipe, uint64_t addr, uint64_t len) {
-    return impl_->call(HostOp::vmsplice, {pipe, static_cast<int64_t>(addr), static_cast<int64_t>(len)});
-}
-
 HostResult HostProcess::set_cap_ipc_lock(bool on) { return impl_->call(HostOp::set_cap_ipc_lock, {on ? 1 : 0}); }
 
 HostResult HostProcess::vmsplice_file(int64_t pipe_file, uint64_t addr, uint64_t len) {
     return impl_->call(HostOp::vmsplice_file, {pipe_file, static_cast<int64_t>(addr), static_cast<int64_t>(len)}, {},
                        pipe_file);
 }
-
-HostResult HostProcess::pipe_read(int64_t pipe, uint64_t len) {
-    if (len > kMaxChannelBytes) return {-E2BIG, {}};
-    return impl_->call(HostOp::pipe_read, {pipe, static_cast<int64_t>(len)});
-}
-
-HostResult HostProcess::pipe_close(int64_t pipe) { return impl_->call(HostOp::pipe_close, {pipe}); }
 
 HostResult HostProcess::process_vm_rw(bool write, pid_t target, uint64_t local, uint64_t remote, uint64_t len) {
     return impl_->call(HostOp::process_vm_rw, {write ? 1 : 0, target, static_cast<int64_t>(local),

@@ -196,12 +196,8 @@ public:
     HostResult io_uring_rw_fixed(int64_t ring, bool write, int64_t file, int buf_index, uint64_t addr, uint64_t len,
                                  uint64_t off);
     HostResult io_uring_exit(int64_t ring);
-    HostResult pipe();
-    HostResult vmsplice(int64_t pipe, uint64_t addr, uint64_t len);
     // vmsplice() into a session pipe (HostSession::pipe_new()).
     HostResult vmsplice_file(int64_t pipe_file, uint64_t addr, uint64_t len);
-    HostResult pipe_read(int64_t pipe, uint64_t len);
-    HostResult pipe_close(int64_t pipe);
     HostResult process_vm_rw(bool write, pid_t target, uint64_t local, uint64_t remote, uint64_t len);
     // O_DIRECT read (file -> memory) or write, synchronous.
     HostResult direct_rw(bool write, int64_t file, uint64_t addr, uint64_t len, uint64_t off);

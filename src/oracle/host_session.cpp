@@ -22,6 +22,7 @@
 #include <thread>
 #include <utility>
 
+#include "oracle/host_doors.h"
 #include "oracle/host_knobs.h"
 #include "oracle/host_process.h"
 #include "oracle/host_loopfs.h"
@@ -95,8 +96,8 @@ HostSession::~HostSession() {
     }
     for (auto& [id, f] : m.files) ::close(f.fd);
     m.files.clear();
-    for (auto& [id, fd] : m.pipe_read_ends) ::close(fd);
-    m.pipe_read_ends.clear();
+    for (auto& [id, h] : m.pipes) (void)doors::pipe_close(h);
+    m.pipes.clear();
     m.knobs.restore();
     release_host();
 }
@@ -261,45 +262,42 @@ HostResult HostSession::file_fallocate(int64_t file, uint64_t off, uint64_t len)
 int HostSession::file_fd(int64_t file) const { return impl_->file_fd(file); }
 
 int64_t HostSession::pipe_new() {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) return -errno;
-    // The read end never blocks the controller: an empty pipe is -EAGAIN.
-    ::fcntl(fds[0], F_SETFL, O_NONBLOCK);
+    // The pipe lives in this process (doors' table); its write end is also
+    // a session file (a dup), sent to each task that vmsplices into it.
+    const int64_t h = doors::pipe_new();
+    if (h < 0) return h;
+    const int wfd = ::fcntl(doors::pipe_write_fd(h), F_DUPFD_CLOEXEC, 0);
+    if (wfd < 0) {
+        const int64_t e = -errno;
+        (void)doors::pipe_close(h);
+        return e;
+    }
     const int64_t id = impl_->next_file++;
-    impl_->files[id] = {fds[1], "pipe"};
-    impl_->pipe_read_ends[id] = fds[0];
+    impl_->files[id] = {wfd, "pipe"};
+    impl_->pipes[id] = h;
     return id;
 }
 
 HostResult HostSession::pipe_read(int64_t pipe, uint64_t len) {
-    auto it = impl_->pipe_read_ends.find(pipe);
-    if (it == impl_->pipe_read_ends.end()) return {-EBADF, {}};
+    auto it = impl_->pipes.find(pipe);
+    if (it == impl_->pipes.end()) return {-EBADF, {}};
     if (len > (uint64_t{1} << 20)) return {-EINVAL, {}};
-    std::string buf(len, '\0');
-    ssize_t n;
-    do n = ::read(it->second, buf.data(), len);
-    while (n < 0 && errno == EINTR);
-    if (n < 0) return errno_result();
-    buf.resize(static_cast<size_t>(n));
-    return {n, std::move(buf)};
+    HostResult r;
+    r.ret = doors::pipe_read(it->second, len, &r.bytes);
+    return r;
 }
 
 HostResult HostSession::pipe_close(int64_t pipe) {
-    auto it = impl_->pipe_read_ends.find(pipe);
-    if (it == impl_->pipe_read_ends.end()) return {-EBADF, {}};
-    // Drain first: the tasks still hold dups of the write end, so closing
-    // ours would not free the buffers (and their page references).
-    char sink[65536];
-    while (::read(it->second, sink, sizeof sink) > 0) {
-    }
-    ::close(it->second);
-    impl_->pipe_read_ends.erase(it);
-    auto f = impl_->files.find(pipe);
-    if (f != impl_->files.end()) {
+    auto it = impl_->pipes.find(pipe);
+    if (it == impl_->pipes.end()) return {-EBADF, {}};
+    HostResult r;
+    r.ret = doors::pipe_close(it->second);
+    impl_->pipes.erase(it);
+    if (auto f = impl_->files.find(pipe); f != impl_->files.end()) {
         ::close(f->second.fd);
         impl_->files.erase(f);
     }
-    return {};
+    return r;
 }
 
 std::optional<uint64_t> HostSession::vmstat(const std::string& name) const {

@@ -35,7 +35,7 @@ struct HostSession::Impl {
         std::string fs;
     };
     std::map<int64_t, File> files;
-    std::map<int64_t, int> pipe_read_ends;  // session pipes: write-end file id -> read end
+    std::map<int64_t, int64_t> pipes;  // session pipes: write-end file id -> doors:: pipe handle
     int64_t next_file = 1;
     KnobSet knobs;
     int lock_fd = -1;

@@ -264,17 +264,6 @@ ChannelReply dispatch(ChannelRequest& req) {
                                                u(6));
             break;
         case HostOp::io_uring_exit: rep.ret = doors::io_uring_exit(a[0]); break;
-        case HostOp::pipe: rep.ret = doors::pipe_new(); break;
-        case HostOp::vmsplice: rep.ret = doors::vmsplice(a[0], u(1), u(2)); break;
-        case HostOp::pipe_read:
-            if (u(1) > kMaxChannelBytes) {
-                rep.ret = -E2BIG;
-                break;
-            }
-            rep.ret = doors::pipe_read(a[0], u(1), &rep.bytes);
-            if (rep.ret < 0) rep.bytes.clear();
-            break;
-        case HostOp::pipe_close: rep.ret = doors::pipe_close(a[0]); break;
         case HostOp::process_vm_rw:
             rep.ret = doors::process_vm_rw(a[0] != 0, static_cast<pid_t>(a[1]), u(2), u(3), u(4));
             break;
@@ -290,10 +279,7 @@ ChannelReply dispatch(ChannelRequest& req) {
                 rep.ret = a[0] == 0 ? -EBADF : fd;
                 break;
             }
-            iovec iov{reinterpret_cast<void*>(u(1)), u(2)};
-            // SPLICE_F_NONBLOCK as doors::vmsplice: a full pipe is -EAGAIN.
-            const ssize_t n = ::vmsplice(static_cast<int>(fd), &iov, 1, SPLICE_F_NONBLOCK);
-            rep.ret = n < 0 ? -errno : n;
+            rep.ret = doors::vmsplice_fd(static_cast<int>(fd), u(1), u(2));
             break;
         }
         case HostOp::set_cap_ipc_lock: rep.ret = set_cap_ipc_lock(a[0] != 0); break;

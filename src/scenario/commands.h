@@ -79,6 +79,23 @@ struct CommandSpec {
     std::string_view usage;    // for messages and docs/SCENARIOS.md
 };
 
+// The GUP entry points themselves (get_user_pages* and pin_user_pages*,
+// include/pinlab/kapi.h "GUP" block; not the v6.4 vmas[] forms).
+constexpr bool is_gup_call(Cmd c) {
+    switch (c) {
+        case Cmd::get_user_pages:
+        case Cmd::get_user_pages_fast:
+        case Cmd::get_user_pages_fast_only:
+        case Cmd::get_user_pages_unlocked:
+        case Cmd::get_user_pages_remote:
+        case Cmd::pin_user_pages:
+        case Cmd::pin_user_pages_fast:
+        case Cmd::pin_user_pages_unlocked:
+        case Cmd::pin_user_pages_remote: return true;
+        default: return false;
+    }
+}
+
 // The row for `name`, or nullptr.
 const CommandSpec* find_command(std::string_view name);
 std::span<const CommandSpec> all_commands();

@@ -391,6 +391,7 @@ private:
         auto arg_u = [&](size_t i, unsigned long dflt = 0) { return i < a.size() ? ulong(*a[i]) : dflt; };
         const CommandSpec& spec = *c.spec;
         if (is_driver_command(spec.cmd)) return driver_exec(c, t);
+        if (is_gup_call(spec.cmd)) return gup(c, t);
         switch (spec.cmd) {
             case Cmd::mmap: {
                 const unsigned long len = arg_u(0);
@@ -483,15 +484,6 @@ private:
             case Cmd::fsync: return Value::integer(pl_fsync(file(*a[0])));
             case Cmd::ftruncate: return Value::integer(pl_ftruncate(file(*a[0]), arg_u(1)));
             case Cmd::fallocate: return Value::integer(pl_fallocate(file(*a[0]), 0, arg_u(1), arg_u(2)));
-            case Cmd::get_user_pages:
-            case Cmd::get_user_pages_fast:
-            case Cmd::get_user_pages_fast_only:
-            case Cmd::get_user_pages_unlocked:
-            case Cmd::get_user_pages_remote:
-            case Cmd::pin_user_pages:
-            case Cmd::pin_user_pages_fast:
-            case Cmd::pin_user_pages_unlocked:
-            case Cmd::pin_user_pages_remote: return gup(c, t);
             case Cmd::unpin_user_page: unpin_user_page(one_page(eval(*a[0]), a[0]->loc)); return Value::integer(0);
             case Cmd::unpin_user_pages:
             case Cmd::unpin_user_pages_dirty_lock: {

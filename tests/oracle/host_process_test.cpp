@@ -395,7 +395,7 @@ TEST_F(HostProcessTest, OversizedRequestsAreRefused) {
     auto p = spawn();
     ASSERT_TRUE(p);
     EXPECT_EQ(p->read(0x10000, kMaxChannelBytes + 1).ret, -E2BIG);
-    EXPECT_EQ(p->pipe_read(1, kMaxChannelBytes + 1).ret, -E2BIG);
+    EXPECT_EQ(p->write(0x10000, std::string(kMaxChannelBytes + 1, 'x')).ret, -E2BIG);
     const uint64_t a = map_anon(*p, kPage);
     EXPECT_EQ(p->write(a, "still here").ret, 10);
 }
@@ -517,13 +517,14 @@ TEST_F(HostProcessTest, PipeAndProcessVmRwInTheProcess) {
     ASSERT_TRUE(a && b);
     const uint64_t ba = map_anon(*a, kPage), bb = map_anon(*b, kPage);
     ASSERT_EQ(a->write(ba, "spliced").ret, 7);
-    HostResult pipe = a->pipe();
-    ASSERT_GT(pipe.ret, 0);
-    EXPECT_EQ(a->vmsplice(pipe.ret, ba, 7).ret, 7);
-    HostResult got = a->pipe_read(pipe.ret, 64);
+    // The pipe is the session's; its write end reaches the process by SCM_RIGHTS.
+    const int64_t pipe = session().pipe_new();
+    ASSERT_GT(pipe, 0);
+    EXPECT_EQ(a->vmsplice_file(pipe, ba, 7).ret, 7);
+    HostResult got = session().pipe_read(pipe, 64);
     EXPECT_EQ(got.ret, 7);
     EXPECT_EQ(got.bytes, "spliced");
-    EXPECT_EQ(a->pipe_close(pipe.ret).ret, 0);
+    EXPECT_EQ(session().pipe_close(pipe).ret, 0);
     HostResult r = b->process_vm_rw(false, a->pid(), bb, ba, 7);
     if (r.ret == -EPERM) GTEST_SKIP() << "process_vm_readv refused across processes (ptrace scope)";
     EXPECT_EQ(r.ret, 7);
