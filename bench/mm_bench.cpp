@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "base/sync/rcu.h"
+#include "gup/foll_flags.h"
 #include "kernel/kernel.h"
 #include "kernel/task.h"
 #include "mm/internal.h"
@@ -67,7 +68,9 @@ void BM_CopyOnWrite(benchmark::State& state) {
 BENCHMARK(BM_CopyOnWrite)->Unit(benchmark::kMillisecond);
 
 // fork() of a populated address space (copy_page_range()); with Arg(1) every
-// page looks pinned, so fork copies each one (the early-COW path).
+// page looks pinned, so fork copies each one (the early-COW path); Arg(2) is
+// the same with real pins, pin_user_pages_fast(FOLL_WRITE) of the whole range
+// (copy_present_page() for each pinned anonymous page, as upstream).
 void BM_ForkLargeMm(benchmark::State& state) {
     const unsigned long len = 64UL << 20;
     Machine m;
@@ -76,7 +79,14 @@ void BM_ForkLargeMm(benchmark::State& state) {
     pl::Kernel& k = *reinterpret_cast<pl::Kernel*>(m.k);
     pl::MmStruct& mm = *reinterpret_cast<pl::Task*>(m.t)->mm;
     std::vector<pl::Folio*> pinned;
-    if (state.range(0)) {
+    std::vector<page*> pins;
+    if (state.range(0) == 2) {
+        pl_set_current(m.t);
+        pins.resize(len / kPage);
+        if (pin_user_pages_fast(a, static_cast<int>(pins.size()), pl::FOLL_WRITE, pins.data()) !=
+            static_cast<int>(pins.size()))
+            state.SkipWithError("pin_user_pages_fast came up short");
+    } else if (state.range(0)) {
         mm.set_flag(pl::MMF_HAS_PINNED);
         for (unsigned long off = 0; off < len; off += kPage) {
             auto* f = pl::page_folio(reinterpret_cast<pl::Page*>(pl_virt_to_page(m.t, a + off)));
@@ -95,9 +105,13 @@ void BM_ForkLargeMm(benchmark::State& state) {
         k.ref_note(f, -pl::GUP_PIN_COUNTING_BIAS);
         f->ref_sub_and_test(pl::GUP_PIN_COUNTING_BIAS);
     }
+    if (!pins.empty()) {
+        unpin_user_pages(pins.data(), pins.size());
+        pl_set_current(nullptr);
+    }
     state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(len / kPage));
 }
-BENCHMARK(BM_ForkLargeMm)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_ForkLargeMm)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond);
 
 // The lockless walk GUP-fast performs: an RCU section and one leaf lookup per
 // page, with no lock and no allocation.

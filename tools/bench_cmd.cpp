@@ -101,6 +101,8 @@ struct RunShape {
     long nr_per_call = 1;
     unsigned int gup_flags = 0;
     int repeats = 1;
+    int threads = 1;
+    bool stagger = false;  // --stagger: thread i starts at i/threads of the range
 };
 
 // __gup_test_ioctl() for one thread, `repeats` times.
@@ -114,12 +116,22 @@ void gup_thread(task_struct* t, const RunShape& s, int thread, Progress* progres
     unsigned long done = 0;
     for (int r = 0; r < s.repeats; ++r) {
         if (s.plan.needs_mmap_lock) mmap_read_lock(mm);
-        const unsigned long end = s.addr + s.size;
+        // gup_test's walk is one segment from the start; staggered threads
+        // walk the same pages from their own offset, wrapping around.
+        const unsigned long off = s.stagger ? (nr_pages * static_cast<unsigned long>(thread) /
+                                               static_cast<unsigned long>(s.threads)) * kPage
+                                            : 0;
+        const unsigned long seg_start[2] = {s.addr + off, s.addr};
+        const unsigned long seg_end[2] = {s.addr + s.size, s.addr + off};
         unsigned long i = 0;
         long nr = s.nr_per_call;
-        unsigned long addr = s.addr;
+        unsigned long addr = seg_start[0];
+        unsigned long walked = 0;
         auto t0 = Clock::now();
-        for (unsigned long next; addr < end; addr = next) {
+        for (int seg = 0; seg < (off ? 2 : 1) && nr == s.nr_per_call; ++seg) {
+          const unsigned long end = seg_end[seg];
+          addr = seg_start[seg];
+          for (unsigned long next; addr < end; addr = next) {
             if (nr != s.nr_per_call) break;  // the previous call came up short
             next = addr + static_cast<unsigned long>(nr) * kPage;
             if (next > end) {
@@ -151,13 +163,18 @@ void gup_thread(task_struct* t, const RunShape& s, int thread, Progress* progres
             }
             if (nr <= 0) break;
             i += static_cast<unsigned long>(nr);
+            walked += static_cast<unsigned long>(nr) * kPage;
             if (progress) progress->pages.store(done + i, sync::memory_order_relaxed);
+          }
+          // The first segment's last call may be cut at its end: only a call
+          // that returned less than it asked ends the walk.
+          if (nr > 0 && addr >= end && walked == (end - seg_start[0])) nr = s.nr_per_call;
         }
         auto t1 = Clock::now();
         Sample smp;
         smp.thread = thread;
         smp.pages = i;
-        smp.size = addr - s.addr;
+        smp.size = off ? walked : addr - s.addr;  // gup->size = addr - gup->addr
         smp.get_ns = std::chrono::duration<double, std::nano>(t1 - t0).count();
         // verify_dma_pinned(): untimed, pins only.
         if (s.plan.pins) {
@@ -276,7 +293,12 @@ struct HostResult {
 HostResult measure_host(const BenchOptions& o, const CmdPlan& plan, unsigned long size) {
     HostResult h;
     h.pages = size / kPage;
-    h.door = plan.longterm ? "io_uring register/unregister" : "O_DIRECT read";
+    // Pins (-a, -L) are compared with io_uring's register + unregister: the
+    // host's pin_user_pages() and unpin of the whole buffer, nothing else
+    // timed. GETs (-u) have no door of their own; an O_DIRECT read pins
+    // short-term but also times the device I/O (an upper bound).
+    const bool uring = o.kernel_door == "io_uring" || (o.kernel_door == "auto" && plan.pins);
+    h.door = uring ? "io_uring register/unregister" : "O_DIRECT read";
     oracle::HostBufferSpec spec;
     spec.bytes = size;
     spec.sharing = o.shared ? oracle::HostSharing::shared_map : oracle::HostSharing::private_map;
@@ -294,8 +316,8 @@ HostResult measure_host(const BenchOptions& o, const CmdPlan& plan, unsigned lon
     const char* tmp = std::getenv("TMPDIR");
     const std::string dir = tmp && *tmp ? tmp : "/tmp";
     const int repeats = std::max(1, o.repeats);
-    auto runs = plan.longterm ? oracle::host_pin_longterm(*buf, repeats, &why)
-                              : oracle::host_pin_direct_io(*buf, dir, repeats, &why);
+    auto runs = uring ? oracle::host_pin_longterm(*buf, repeats, &why)
+                      : oracle::host_pin_direct_io(*buf, dir, repeats, &why);
     if (!runs.ok()) {
         h.skipped = why.why;
         return h;
@@ -323,6 +345,9 @@ BenchCommand::BenchCommand(CLI::App& app) {
     c->add_option("-n", opt_.nr_pages, "Pages per call (default 1; negative: the whole size)");
     c->add_option("-r", opt_.repeats, "Repeats (default 1)")->check(CLI::Range(1, 1 << 20));
     c->add_option("-j", opt_.threads, "Threads sharing the one mapping (default 1)")->check(CLI::Range(1, 256));
+    c->add_flag("--stagger", opt_.stagger,
+                "With -j: thread i starts its walk at i/j of the range and wraps around (same pages, other "
+                "order), so threads do not write the same struct pages at the same moment");
     c->add_flag("-t", opt_.thp_on, "madvise(MADV_HUGEPAGE) the mapping");
     c->add_flag("-T", opt_.thp_off, "madvise(MADV_NOHUGEPAGE) the mapping");
     c->add_flag("-w", opt_.write, "FOLL_WRITE (the default)");
@@ -334,7 +359,11 @@ BenchCommand::BenchCommand(CLI::App& app) {
                   "instead of /dev/zero");
     c->add_option("pages", opt_.dump_pages, "With -c: page indices to dump (0-based)");
     c->add_flag("--compare-kernel", opt_.compare_kernel,
-                "Also pin the same size and backing on the host kernel (io_uring for -L, else O_DIRECT)");
+                "Also pin the same size and backing on the host kernel (see --kernel-door)");
+    c->add_option("--kernel-door", opt_.kernel_door,
+                  "How the host pins for --compare-kernel: io_uring (register + unregister), odirect (one "
+                  "O_DIRECT read, device I/O included) or auto (io_uring for -a/-L, odirect for -u)")
+        ->check(CLI::IsMember({"auto", "io_uring", "odirect"}));
     c->add_option("--format", opt_.format, "Output format")->check(CLI::IsMember({"text", "json"}));
     c->add_option("--config", opt_.config, "Kernel configuration key=value words (repeatable; after bench's sizing)")
         ->allow_extra_args(false);
@@ -375,6 +404,8 @@ int BenchCommand::run(const std::string& global_config) const {
     shape.nr_per_call = o.nr_pages < 0 ? static_cast<long>(shape.size / kPage) : o.nr_pages;
     shape.gup_flags = gup_flags;
     shape.repeats = is_benchmark(cmd) ? o.repeats : 1;
+    shape.threads = o.threads;
+    shape.stagger = o.stagger;
     if (shape.nr_per_call == 0) {
         std::fprintf(stderr, "pinlab bench: -n 0 pins nothing\n");
         return 2;
@@ -467,6 +498,21 @@ int BenchCommand::run(const std::string& global_config) const {
     }
     std::vector<Sample> samples;
     for (const auto& v : per_thread) samples.insert(samples.end(), v.begin(), v.end());
+    // -L: the first repeat finds pages in ZONE_MOVABLE or CMA and migrates
+    // them before pinning (check_and_migrate_movable_pages); later repeats
+    // pin pages already moved. Their costs are told apart.
+    const unsigned long migrated = pl_vmstat(k, "pgmigrate_success");
+    double first_get = 0, later_get = 0;
+    unsigned long first_n = 0, later_n = 0;
+    for (const auto& v : per_thread)
+        for (std::size_t r = 0; r < v.size(); ++r) {
+            if (!v[r].pages) continue;
+            (r == 0 ? first_get : later_get) += v[r].get_ns / static_cast<double>(v[r].pages);
+            (r == 0 ? first_n : later_n)++;
+        }
+    const bool split_longterm = plan.longterm && migrated > 0 && first_n > 0 && later_n > 0;
+    if (first_n) first_get /= static_cast<double>(first_n);
+    if (later_n) later_get /= static_cast<double>(later_n);
 
     // -c: dump the named pages (dump_pages_test), with a fresh get/pin.
     std::string dump;
@@ -565,6 +611,11 @@ int BenchCommand::run(const std::string& global_config) const {
                      "}";
             }
         }
+        if (split_longterm)
+            j += ",\n  \"longterm\": {\"pgmigrate_success\": " + std::to_string(migrated) +
+                 ", \"first_repeat_get_ns_per_page\": " + num(first_get) +
+                 ", \"later_repeats_get_ns_per_page\": " + num(later_get) +
+                 ", \"ratio\": " + num(first_get / later_get) + "}";
         j += ",\n  \"dmesg\": " + json_str(dmesg) + ",\n  \"problems\": " + json_str(problems) +
              ",\n  \"exit_status\": " + std::to_string(status) + "\n}\n";
         std::fputs(j.c_str(), stdout);
@@ -588,6 +639,10 @@ int BenchCommand::run(const std::string& global_config) const {
             std::printf("model: ns per 4 KiB page: get %.1f put %.1f total %.1f; %.3g pages/s over %d thread%s\n",
                         sum.get_ns_per_page, sum.put_ns_per_page, model_ns, sum.pages_per_sec, o.threads,
                         o.threads == 1 ? "" : "s");
+        if (split_longterm)
+            std::printf("model: longterm: repeat 1 (migrate + re-pin, %lu pages migrated) get %.1f ns/pg; "
+                        "repeats 2..%d get %.1f ns/pg; ratio %.1f\n",
+                        migrated, first_get, shape.repeats, later_get, first_get / later_get);
         if (o.compare_kernel) {
             if (!is_benchmark(cmd)) {
                 std::printf("kernel: skipped: --compare-kernel times the benchmark commands (-u -a -L) only\n");

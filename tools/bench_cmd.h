@@ -27,6 +27,7 @@ struct BenchOptions {
     long nr_pages = 1;             // -n, negative: the whole size per call
     int repeats = 1;               // -r
     int threads = 1;               // -j
+    bool stagger = false;          // --stagger: threads start at i/j of the range
     bool thp_on = false, thp_off = false;  // -t / -T
     bool write = false, no_write = false;  // -w / -W (write is the default)
     bool shared = false;                   // -S
@@ -34,6 +35,7 @@ struct BenchOptions {
     std::string file;                      // -f: a model file system name
     std::vector<long> dump_pages;          // -c's page indices
     bool compare_kernel = false;
+    std::string kernel_door = "auto";  // auto | io_uring | odirect
     std::string format = "text";
     std::vector<std::string> config;
     bool no_progress = false;

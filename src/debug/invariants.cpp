@@ -286,6 +286,7 @@ private:
     }
 
     void walk_ledger() {
+        for (const std::string& a : k_.ledger_anomalies()) report(a);
         for (auto& [cf, n] : k_.ref_ledger_snapshot()) {
             Folio* f = const_cast<Folio*>(cf);
             if (!mem_.owns(f->head())) {

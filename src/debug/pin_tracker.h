@@ -10,8 +10,14 @@
 // GUP entry point), flags and step, and misuse is reported through
 // Kernel::report() with a short stable kind (see include/pinlab/kapi.h).
 //
-// Bookkeeping of the model, not of the modelled kernel: a folio-sharded map
-// under plain std::mutex, like Kernel's reference ledger.
+// Bookkeeping of the model, not of the modelled kernel, and off the pin
+// path's critical cost: the common case (every GUP reference on a folio
+// taken by one call) lives in one word on the folio's head page
+// (Page::lru.track.gup: a count and the id of a shared record naming the
+// owner, flags and step), updated with one compare-and-swap, no lock and no
+// allocation. A folio whose references come from several records spills to
+// a side table under a mutex. Reports made while references change
+// concurrently on the same folio are best effort.
 #pragma once
 
 #include <cstdint>
@@ -60,37 +66,34 @@ private:
 
 // --- hooks (src/gup/pin_accounting.cpp, src/kapi/kapi.cpp) --------------------
 
-// Serialises the tracker's record of one folio with the ledger updates of a
-// PIN, so that put_page()'s check sees the two consistently.
-class PinTrackLock {
-public:
-    explicit PinTrackLock(const Folio* f);
-    ~PinTrackLock();
-    PinTrackLock(const PinTrackLock&) = delete;
-    PinTrackLock& operator=(const PinTrackLock&) = delete;
-
-private:
-    size_t shard_;
+// try_grab_folio() took a GET (flags & FOLL_GET) or PIN of `refs`.
+void pin_track_grab(Kernel& k, const Folio* f, int refs, unsigned flags);
+// What pin_track_release() found.
+struct PinTrackRelease {
+    bool ok = true;        // false: PINs released that are not held (reported); release nothing
+    int untracked = 0;     // of a GET release: references the tracker did not hold as GETs
 };
-
-// Under PinTrackLock: a GET (flags & FOLL_GET) or PIN of `refs` was taken.
-void pin_track_grab_locked(Kernel& k, const Folio* f, int refs, unsigned flags);
-// Under PinTrackLock: `refs` GET/PIN references released through GUP's own
-// release (gup_put_folio()). Returns false, and reports, when PINs are
-// released that the tracker does not hold ("unpin_not_pinned"/"double_unpin");
-// the caller then releases nothing.
-bool pin_track_release_locked(Kernel* k, const Folio* f, const Page* page, int refs, unsigned flags);
-// The kernel holding PINs on `f` (null if none).
-Kernel* pin_track_kernel(const Folio* f);
+// `refs` GET/PIN references released through GUP's own release
+// (gup_put_folio()). Releasing PINs the tracker does not hold is reported
+// ("unpin_not_pinned"/"double_unpin") and gives ok = false.
+[[nodiscard]] PinTrackRelease pin_track_release(Kernel* k, const Folio* f, const Page* page, int refs,
+                                                unsigned flags);
 // Outstanding PINs on `f` recorded by the tracker.
 long pin_track_pins(const Folio* f);
+// The references GUP's GETs and PINs hold on `f`, in _refcount units (a PIN
+// of a small folio is GUP_PIN_COUNTING_BIAS; the 4 KiB zero page none).
+long pin_track_refcount_share(Kernel& k, const Folio* f);
+// `f` is being freed: its word goes back to the buddy allocator. A record of
+// released pins is kept aside, so that a late unpin is still a double unpin.
+void pin_track_folio_freed(Kernel& k, const Folio* f);
 
-// C put_page() of `page` in kernel `k` is about to drop one reference; call
-// with PinTrackLock held. Reports "put_page_on_pinned" when the folio has
-// outstanding PINs and the reference ledger holds no reference besides the
-// PINs' own (so the put can only be eating a pin), and "pinned_page_moved"
-// when the put would free a folio that still has PINs.
-void pin_track_put_page_locked(Kernel& k, const Folio* f, const Page* page);
+// C put_page() of `page` in kernel `k` drops one reference. Reports
+// "put_page_on_pinned" when the folio has outstanding PINs and no GET or
+// other reference besides the PINs' own (so the put can only be eating a
+// pin), and "pinned_page_moved" when the put would free a folio that still
+// has PINs. Settles the reference ledger (a GUP GET's reference or
+// Kernel::ref_note's) for the put; the caller then drops the reference.
+void pin_track_put_page(Kernel& k, const Folio* f, const Page* page);
 
 // A folio that may still be pinned is being moved away from its users:
 // migrated, truncated out of its file, or moved/evicted/freed by a driver

@@ -62,23 +62,37 @@ bool must_unshare_fast(const Folio* folio, const Page* page, unsigned flags) {
     return !PageAnonExclusive(page);
 }
 
-// try_grab_folio_fast(): a reference on a folio whose page-table entry we
-// have only read. A speculative reference first (it fails on a frozen count,
-// and we re-check that the page did not split away), then the accounting of
-// the GET or PIN proper (try_grab_folio()), then the speculative one goes.
+// try_grab_folio_fast(): references on a folio whose page-table entry we
+// have only read. try_get_folio() takes `refs` speculatively (it fails on a
+// frozen count, and we re-check that the page did not split away); a GET
+// keeps them, a PIN turns them into pins (_pincount, or the rest of
+// GUP_PIN_COUNTING_BIAS per pin on a small folio).
 Folio* grab_fast(Walk& w, Page* page, int refs) {
     Folio* folio = page_folio(page);
-    if (!folio->ref_try_add(1)) return nullptr;
+    trace::RefScope traced("try_grab_folio", folio);  // `pinlab explain`: counts before/after
+    if (!folio->ref_try_add(refs)) return nullptr;
     if (page_folio(page) != folio) {  // split between our read and the grab
-        w.mem.folio_put(folio);
+        w.mem.folio_put_refs(folio, refs);
         return nullptr;
     }
-    bool ok = true;
-    if ((w.flags & FOLL_PIN) && (w.flags & FOLL_LONGTERM) && !folio_is_longterm_pinnable(w.mem, folio))
-        ok = trace::fast_stop(0, 0, w.flags, "FOLL_LONGTERM and the folio is not longterm-pinnable (movable, CMA, fsdax): the slow path migrates it");
-    if (ok) ok = try_grab_folio(w.k, folio, refs, w.flags).ok();
-    w.mem.folio_put(folio);  // cannot be the last reference when the grab succeeded
-    return ok ? folio : nullptr;
+    if (!(w.flags & FOLL_PIN)) {
+        pin_track_grab(w.k, folio, refs, w.flags);
+        return folio;
+    }
+    if ((w.flags & FOLL_LONGTERM) && !folio_is_longterm_pinnable(w.mem, folio)) {
+        w.mem.folio_put_refs(folio, refs);
+        trace::fast_stop(0, 0, w.flags, "FOLL_LONGTERM and the folio is not longterm-pinnable (movable, CMA, fsdax): the slow path migrates it");
+        return nullptr;
+    }
+    if (w.mem.is_zero_folio(folio)) {
+        w.mem.folio_put_refs(folio, refs);  // the 4 KiB zero page is never pinned (as try_grab_folio())
+    } else {
+        if (folio->is_large()) folio->pincount_add(refs);
+        else folio->ref_add(refs * (GUP_PIN_COUNTING_BIAS - 1));
+        w.k.vmstat.add(Vmstat::nr_foll_pin_acquired, refs);
+    }
+    pin_track_grab(w.k, folio, refs, w.flags);
+    return folio;
 }
 
 void ungrab(Walk& w, Folio* folio, int refs) { gup_put_folio(w.k, folio, refs, w.flags); }
@@ -122,7 +136,7 @@ bool record_leaf_pages(Walk& w, pfn_t pfn, vaddr_t addr, vaddr_t end, uint64_t s
         return trace::fast_stop(addr, orig, w.flags, "gup_fast_folio_allowed: dirty-tracked file folio or secretmem");
     }
     for (int i = 0; i < refs; ++i) w.pages[w.nr++] = first + i;
-    folio->set(PG_referenced);
+    if (!folio->test(PG_referenced)) folio->set(PG_referenced);
     if (test_bit(head, PG_pfn_inserted))
         pin_track_pfnmap_gup(w.k, folio, first, "gup_fast_pmd_leaf",
                              "a PMD/PUD leaf inserted by vmf_insert_pfn_pmd/pud() that is neither special nor devmap");
@@ -192,7 +206,7 @@ bool walk_range(Walk& w, const MmStruct& mm, vaddr_t addr, vaddr_t end) {
                 ungrab(w, folio, 1);
                 return trace::fast_stop(addr, pte, w.flags, "R/O pin needs unshare (page not exclusive)");
             }
-            folio->set(PG_referenced);
+            if (!folio->test(PG_referenced)) folio->set(PG_referenced);  // folio_set_referenced()
             w.pages[w.nr++] = page;
             if (test_bit(page, PG_pfn_inserted))
                 pin_track_pfnmap_gup(w.k, folio, page, "gup_fast_pte_range", "a PFN PTE without pte_special");

@@ -13,10 +13,9 @@
 
 namespace pl {
 
-// struct page does not record its kernel; the pin tracker
-// (src/debug/pin_tracker.cpp) records who holds each PIN and GET, so that
-// unpin_user_page(page) finds the kernel to release into.
-Kernel* gup_pinned_kernel(const Folio* folio) { return pin_track_kernel(folio); }
+// struct page does not record its kernel: the frame's address does
+// (kapi_kernel_of_page(): a lookup without a lock).
+Kernel* gup_pinned_kernel(const Folio* folio) { return kapi_kernel_of_page(folio->head()); }
 
 void mm_set_has_pinned_flag(MmStruct& mm) {
     if (!mm.test_flag(MMF_HAS_PINNED)) mm.set_flag(MMF_HAS_PINNED);
@@ -27,12 +26,9 @@ Status try_grab_folio(Kernel& k, Folio* folio, int refs, unsigned flags) {
     if (folio->ref_count() <= 0) return Error{ENOMEM};  // WARN_ON_ONCE upstream
     if (!(flags & (FOLL_GET | FOLL_PIN))) return {};
     trace::RefScope traced("try_grab_folio", folio);  // `pinlab explain`: counts before/after
-    // The tracker's record and the ledger change together (put_page()'s check).
-    PinTrackLock track(folio);
     if (flags & FOLL_GET) {
         folio->ref_add(refs);
-        k.ref_note(folio, refs);
-        pin_track_grab_locked(k, folio, refs, flags);
+        pin_track_grab(k, folio, refs, flags);
         return {};
     }
     // The 4 KiB zero page is never pinned: no reference, no statistics. The
@@ -42,39 +38,29 @@ Status try_grab_folio(Kernel& k, Folio* folio, int refs, unsigned flags) {
         if (folio->is_large()) {
             folio->ref_add(refs);
             folio->pincount_add(refs);
-            k.ref_note(folio, refs);
         } else {
             folio->ref_add(refs * GUP_PIN_COUNTING_BIAS);
-            k.ref_note(folio, static_cast<long>(refs) * GUP_PIN_COUNTING_BIAS);
         }
         k.vmstat.add(Vmstat::nr_foll_pin_acquired, refs);
     }
-    pin_track_grab_locked(k, folio, refs, flags);
+    pin_track_grab(k, folio, refs, flags);
     return {};
 }
 
 void gup_put_folio(Kernel& k, Folio* folio, int refs, unsigned flags) {
     if (refs <= 0) return;
     trace::RefScope traced("gup_put_folio", folio);  // `pinlab explain`: counts before/after
-    {
-        PinTrackLock track(folio);
-        // A PIN the tracker does not hold is reported there and not released.
-        if (!pin_track_release_locked(&k, folio, nullptr, refs, flags)) return;
-        if (flags & FOLL_PIN) {
-            if (k.mem->is_zero_folio(folio)) return;  // the 4 KiB one only, as when grabbed
-            k.vmstat.add(Vmstat::nr_foll_pin_released, refs);
-            if (folio->is_large()) {
-                folio->pincount_add(-refs);
-                k.ref_note(folio, -refs);
-            } else {
-                k.ref_note(folio, -static_cast<long>(refs) * GUP_PIN_COUNTING_BIAS);
-                refs *= GUP_PIN_COUNTING_BIAS;
-            }
-        } else {
-            k.ref_note(folio, -refs);
-        }
+    // A PIN the tracker does not hold is reported there and not released.
+    const PinTrackRelease r = pin_track_release(&k, folio, nullptr, refs, flags);
+    if (!r.ok) return;
+    if (flags & FOLL_PIN) {
+        if (k.mem->is_zero_folio(folio)) return;  // the 4 KiB one only, as when grabbed
+        k.vmstat.add(Vmstat::nr_foll_pin_released, refs);
+        if (folio->is_large()) folio->pincount_add(-refs);
+        else refs *= GUP_PIN_COUNTING_BIAS;
+    } else if (r.untracked) {
+        k.ref_note(folio, -r.untracked);  // GETs the tracker lost count of: the ledger's
     }
-    // Outside the tracker's lock: freeing takes model locks.
     k.mem->folio_put_refs(folio, refs);
 }
 
@@ -90,11 +76,21 @@ Page* P(page* p) { return reinterpret_cast<Page*>(p); }
 // is reported by the pin tracker ("unpin_not_pinned", "double_unpin") and
 // releases nothing.
 void unpin_refs(Folio* f, int refs) {
-    Kernel* k = gup_pinned_kernel(f);
-    if (!k) k = kapi_kernel_of_page(f->head());
-    if (!k) return;
-    gup_put_folio(*k, f, refs, FOLL_PIN);
+    if (Kernel* k = gup_pinned_kernel(f)) gup_put_folio(*k, f, refs, FOLL_PIN);
 }
+
+// unpin_refs() over an array: the kernel found for one folio serves the
+// next ones while they are in its memory map.
+class Unpinner {
+public:
+    void operator()(Folio* f, int refs) {
+        if (!k_ || !k_->mem->owns(f->head())) k_ = gup_pinned_kernel(f);
+        if (k_) gup_put_folio(*k_, f, refs, FOLL_PIN);
+    }
+
+private:
+    Kernel* k_ = nullptr;
+};
 
 // Length of the run of entries [i, n) belonging to the same folio.
 unsigned long run_of(page** pages, unsigned long i, unsigned long n, Folio* f) {
@@ -125,6 +121,7 @@ void unpin_user_folio(folio* f, unsigned long npages) {
 void unpin_user_pages(page** pages, unsigned long npages) {
     // An -errno passed as a count: WARN and do nothing.
     if (!pages || static_cast<long>(npages) < 0) return;
+    Unpinner unpin;
     for (unsigned long i = 0; i < npages;) {
         if (!pages[i]) {
             i++;
@@ -132,7 +129,7 @@ void unpin_user_pages(page** pages, unsigned long npages) {
         }
         Folio* f = page_folio(P(pages[i]));
         unsigned long n = run_of(pages, i, npages, f);
-        unpin_refs(f, static_cast<int>(n));
+        unpin(f, static_cast<int>(n));
         i += n;
     }
 }
@@ -143,6 +140,7 @@ void unpin_user_pages_dirty_lock(page** pages, unsigned long npages, bool make_d
         return;
     }
     if (!pages || static_cast<long>(npages) < 0) return;
+    Unpinner unpin;
     for (unsigned long i = 0; i < npages;) {
         if (!pages[i]) {
             i++;
@@ -154,7 +152,7 @@ void unpin_user_pages_dirty_lock(page** pages, unsigned long npages, bool make_d
             FolioLockGuard g(f);
             folio_mark_dirty(f);
         }
-        unpin_refs(f, static_cast<int>(n));
+        unpin(f, static_cast<int>(n));
         i += n;
     }
 }

@@ -2,8 +2,9 @@
 //
 // GET: +refs on _refcount. PIN on a small folio: +refs*GUP_PIN_COUNTING_BIAS;
 // on a large folio: +refs on _refcount and +refs on _pincount. PIN of the
-// zero page takes nothing. Every refcount change is noted in the kernel's
-// reference ledger; PINs also count nr_foll_pin_acquired/_released.
+// 4 KiB zero page takes nothing. The pin tracker records every GET and PIN
+// (its share is part of the kernel's reference ledger); PINs also count
+// nr_foll_pin_acquired/_released.
 #pragma once
 
 #include "base/result.h"
@@ -19,9 +20,8 @@ class MmStruct;
 Status try_grab_folio(Kernel& k, Folio* folio, int refs, unsigned flags);
 // gup_put_folio(): the exact inverse.
 void gup_put_folio(Kernel& k, Folio* folio, int refs, unsigned flags);
-// The kernel that holds the PIN references on `folio` (PINs taken through
-// try_grab_folio are tracked so that unpin_user_page(page) can find its
-// kernel); null if no PIN is outstanding.
+// The kernel whose memory holds `folio` (unpin_user_page(page) releases
+// into it); null for a page of no live kernel.
 Kernel* gup_pinned_kernel(const Folio* folio);
 // mm_set_has_pinned_flag(): test before set.
 void mm_set_has_pinned_flag(MmStruct& mm);

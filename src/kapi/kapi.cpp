@@ -75,23 +75,45 @@ long status_long(const char* fn, const Status& s) {
 }
 
 // The kernel a page belongs to is not recorded in struct page; the C API
-// keeps a registry of live kernels to map a page back to its PhysMem.
+// keeps a registry of live kernels to map a page back to its PhysMem. Every
+// unpin looks it up, from any thread: the memory-map ranges are published
+// in fixed slots read without a lock (a registry past the slots falls back
+// to the mutex-protected list).
+constexpr size_t kKernelSlots = 64;
+sync::Atomic<Kernel*> g_slots[kKernelSlots];
 std::mutex g_kernels_mu;
 std::vector<Kernel*> g_kernels;
 
+void kernel_register(Kernel* k) {
+    std::lock_guard g(g_kernels_mu);
+    g_kernels.push_back(k);
+    for (auto& s : g_slots) {
+        if (s.load(sync::memory_order_relaxed)) continue;
+        s.store(k, sync::memory_order_release);
+        return;
+    }
+}
+
+void kernel_unregister(Kernel* k) {
+    std::lock_guard g(g_kernels_mu);
+    std::erase(g_kernels, k);
+    for (auto& s : g_slots)
+        if (s.load(sync::memory_order_relaxed) == k) s.store(nullptr, sync::memory_order_release);
+}
+
 Kernel* kernel_of_page(const Page* p) {
+    for (auto& s : g_slots) {
+        Kernel* k = s.load(sync::memory_order_acquire);
+        if (k && k->mem->owns(p)) return k;
+    }
     std::lock_guard g(g_kernels_mu);
     for (Kernel* k : g_kernels)
         if (k->mem->owns(p)) return k;
     return nullptr;
 }
 
-// The kernel to account more pins to: the one holding the folio's pins, else
-// the one owning its frames.
-Kernel* pin_kernel_of(Folio* f) {
-    if (Kernel* k = gup_pinned_kernel(f)) return k;
-    return kernel_of_page(f->head());
-}
+// The kernel to account more pins to: the one owning the folio's frames.
+Kernel* pin_kernel_of(Folio* f) { return kernel_of_page(f->head()); }
 
 }  // namespace
 
@@ -118,26 +140,20 @@ pl_kernel* pl_kernel_new(const char* config) {
         return nullptr;
     }
     Kernel* raw = k->release();
-    {
-        std::lock_guard g(g_kernels_mu);
-        g_kernels.push_back(raw);
-    }
+    kernel_register(raw);
     clear_error();
     return CK(raw);
 }
 
 void pl_kernel_free(pl_kernel* k) {
     if (!k) return;
-    {
-        std::lock_guard g(g_kernels_mu);
-        std::erase(g_kernels, K(k));
-    }
     // The end of the run: every task exits (closing its rings and
     // containers), and pins still held then leak (each reported once).
     K(k)->exit_all_tasks();
     pin_track_leak_scan(*K(k), "pl_kernel_free");
     vmas_forget_kernel(*K(k));
     pin_track_forget_kernel(*K(k));
+    kernel_unregister(K(k));
     delete K(k);
 }
 
@@ -578,13 +594,9 @@ void put_page(page* p) {
     Folio* f = pl::page_folio(P(p));
     Kernel* k = kernel_of_page(P(p));
     if (!k) return;
-    {
-        // The pin tracker checks that this put has a reference to drop other
-        // than a PIN's ("put_page_on_pinned"); it proceeds as upstream would.
-        PinTrackLock track(f);
-        pin_track_put_page_locked(*k, f, P(p));
-        k->ref_note(f, -1);
-    }
+    // The pin tracker checks that this put has a reference to drop other
+    // than a PIN's ("put_page_on_pinned"); it proceeds as upstream would.
+    pin_track_put_page(*k, f, P(p));
     k->mem->folio_put(f);
 }
 

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "base/sync/rcu.h"
+#include "debug/pin_tracker.h"
 #include "fs/inode.h"
 #include "kernel/task.h"
 #include "mm/internal.h"
@@ -18,6 +19,7 @@ Kernel::Kernel(const Config& c) : cfg(c), config_text(c.to_string()) {}
 Result<std::unique_ptr<Kernel>> Kernel::create(const Config& cfg) {
     std::unique_ptr<Kernel> k(new Kernel(cfg));
     PL_TRY_ASSIGN(k->mem, PhysMem::create(cfg));
+    k->mem->set_free_hook(&Kernel::folio_freed, k.get());
     // Allocation failures may now compact memory (migrating movable folios).
     compaction_init(*k);
     // bad_page(): "BUG: Bad page state" in the kernel log.
@@ -36,6 +38,7 @@ Kernel::~Kernel() {
     exit_all_tasks();
     // Frees deferred by RCU (page tables) must run before memory goes away.
     sync::rcu_barrier();
+    pin_track_forget_kernel(*this);  // its records name this kernel
 }
 
 void Kernel::exit_all_tasks() {
@@ -123,28 +126,35 @@ std::vector<MmStruct*> Kernel::mms() const {
     return mms_;
 }
 
-void Kernel::ref_note(const Folio* f, long delta) {
-    auto& sh = ledger_[(reinterpret_cast<uintptr_t>(f) >> 6) % kLedgerShards];
-    std::lock_guard g(sh.mu);
-    long& v = sh.refs[f];
-    v += delta;
-    if (v == 0) sh.refs.erase(f);
-}
+long Kernel::ref_ledger(const Folio* f) { return ref_ledger_others(f) + pin_track_refcount_share(*this, f); }
 
-long Kernel::ref_ledger(const Folio* f) const {
-    auto& sh = ledger_[(reinterpret_cast<uintptr_t>(f) >> 6) % kLedgerShards];
-    std::lock_guard g(sh.mu);
-    auto it = sh.refs.find(f);
-    return it == sh.refs.end() ? 0 : it->second;
-}
-
-std::vector<std::pair<const Folio*, long>> Kernel::ref_ledger_snapshot() const {
+std::vector<std::pair<const Folio*, long>> Kernel::ref_ledger_snapshot() {
     std::vector<std::pair<const Folio*, long>> out;
-    for (auto& sh : ledger_) {
-        std::lock_guard g(sh.mu);
-        for (auto& [f, v] : sh.refs) out.emplace_back(f, v);
-    }
+    for (const Folio* f : mem->folios_with_track())
+        if (long n = ref_ledger(f)) out.emplace_back(f, n);
     return out;
+}
+
+std::vector<std::string> Kernel::ledger_anomalies() const {
+    std::lock_guard g(anomalies_mu_);
+    return anomalies_;
+}
+
+void Kernel::folio_freed(void* ctx, Folio* f) {
+    auto* k = static_cast<Kernel*>(ctx);
+    if (long n = k->ref_ledger_others(f)) {
+        char buf[160];
+        if (n < 0)
+            std::snprintf(buf, sizeof buf, "ledger: negative count %ld for pfn %#lx (found as it was freed)", n,
+                          static_cast<unsigned long>(k->mem->page_to_pfn(f->head())));
+        else
+            std::snprintf(buf, sizeof buf, "refcount: %ld ledger references on a freed frame: pfn %#lx", n,
+                          static_cast<unsigned long>(k->mem->page_to_pfn(f->head())));
+        std::lock_guard g(k->anomalies_mu_);
+        if (k->anomalies_.size() < 64) k->anomalies_.push_back(buf);
+        sync::store(f->head()->lru.track.ledger, int64_t{0}, sync::memory_order_relaxed);
+    }
+    pin_track_folio_freed(*k, f);
 }
 
 void Kernel::warn(const char* where, const std::string& what) {

@@ -80,12 +80,24 @@ public:
     // --- the reference ledger ---------------------------------------------------
     // Every reference on a folio that is neither a page-table mapping's nor
     // the page cache's (a driver's own, a get_page() caller's, GUP's GET and
-    // PIN references) is noted here with the refcount change it made, so the
-    // invariant checker can demand that each folio's _refcount is exactly
-    // mappings + cache + ledger. Cheap: a sharded hash map.
-    void ref_note(const Folio* f, long refcount_delta);
-    long ref_ledger(const Folio* f) const;
-    std::vector<std::pair<const Folio*, long>> ref_ledger_snapshot() const;
+    // PIN references) is accounted, so the invariant checker can demand that
+    // each folio's _refcount is exactly mappings + cache + ledger. GUP's own
+    // are the pin tracker's (pin_track_refcount_share()); the others are
+    // noted here with the refcount change they made, in a word on the
+    // folio's head (Page::lru.track.ledger): one atomic add, no lock.
+    void ref_note(const Folio* f, long refcount_delta) {
+        sync::fetch_add(const_cast<Page*>(f->head())->lru.track.ledger, refcount_delta, sync::memory_order_relaxed);
+    }
+    long ref_ledger_others(const Folio* f) const {
+        return static_cast<long>(sync::load(f->head()->lru.track.ledger, sync::memory_order_relaxed));
+    }
+    // All of it: the others and GUP's share.
+    long ref_ledger(const Folio* f);
+    // Every folio with a ledger count (for the invariant checker).
+    std::vector<std::pair<const Folio*, long>> ref_ledger_snapshot();
+    // Ledger counts found on frames as they were freed (references dropped
+    // that nobody had taken, or never dropped): kept for the checker.
+    std::vector<std::string> ledger_anomalies() const;
 
     // --- the kernel log -----------------------------------------------------------
     // WARN_ON_ONCE()/pr_warn() of the model: misuse that upstream reports in
@@ -107,12 +119,11 @@ public:
 
 private:
     explicit Kernel(const Config& cfg);
-    struct LedgerShard {
-        mutable std::mutex mu;
-        std::unordered_map<const Folio*, long> refs;
-    };
-    static constexpr size_t kLedgerShards = 16;
-    std::array<LedgerShard, kLedgerShards> ledger_;
+    // PhysMem's free hook: the ledger and the pin tracker's words go back to
+    // the buddy allocator with the frame.
+    static void folio_freed(void* ctx, Folio* f);
+    mutable std::mutex anomalies_mu_;  // not a model lock
+    std::vector<std::string> anomalies_;
     mutable std::mutex log_mu_;  // guards log_ (not a model lock)
     std::deque<KernelReport> log_;  // a deque: report_text() pointers stay valid
     mutable std::mutex mu_;  // guards the registries below (not a model lock)

@@ -11,6 +11,7 @@
 #include <functional>
 #include <vector>
 
+#include "base/function_ref.h"
 #include "base/result.h"
 #include "kernel/kernel.h"
 #include "mm/folio.h"
@@ -22,6 +23,7 @@
 namespace pl {
 
 class AddressSpace;
+class AnonVma;
 class Inode;
 
 enum class RmapLevel : uint8_t { Pte, Pmd, Pud };
@@ -79,7 +81,13 @@ bool folio_needs_cow_for_dma(const Vma& vma, const Folio* folio);
 // (address of the folio's first page in that VMA; may lie outside it for
 // partially covered folios). Stop by returning false. Takes the anon_vma or
 // i_mmap lock for read.
-void rmap_walk(Folio* folio, const std::function<bool(Vma&, vaddr_t)>& fn);
+void rmap_walk(Folio* folio, FunctionRef<bool(Vma&, vaddr_t)> fn);
+// folio_get_anon_vma(): a reference on an anonymous folio's anon_vma (put()
+// it), or nullptr when the folio has none or its last VMA let go of it.
+AnonVma* folio_get_anon_vma(const Folio* folio);
+// The anonymous half of rmap_walk() for a caller that holds a reference on
+// the folio's anon_vma (migration holds one from unmap to move).
+void rmap_walk_anon(Folio* folio, AnonVma& av, FunctionRef<bool(Vma&, vaddr_t)> fn);
 
 // folio_mkclean(): write-protect and clean every shared-mapping PTE of the
 // folio (before writeback). Returns how many were dirty.
@@ -150,8 +158,8 @@ void account_rss(Vma& vma, const Folio* folio, long nr);
 // Calls fn(slot, level, leaf_addr, first_page) for each leaf of vma that maps
 // part of folio, whose first page would sit at addr. Caller holds the mm's
 // page_table_lock.
-using FolioMappingFn = std::function<void(pte::entry_t*, RmapLevel, vaddr_t, Page*)>;
-void for_each_folio_mapping_locked(Vma& vma, Folio* folio, vaddr_t addr, const FolioMappingFn& fn);
+using FolioMappingFn = FunctionRef<void(pte::entry_t*, RmapLevel, vaddr_t, Page*)>;
+void for_each_folio_mapping_locked(Vma& vma, Folio* folio, vaddr_t addr, FolioMappingFn fn);
 // copy_page_range(): fork's copy of one VMA's entries into the child.
 Status copy_page_range(Vma& dst, Vma& src);
 
@@ -240,6 +248,13 @@ Status migrate_folio(Kernel& k, Folio* folio, gfp_t gfp, MigrateReason reason);
 // transient kernel reference, never noted in the reference ledger.
 using MigrationTargetFn = std::function<Result<Folio*>(Folio* src)>;
 Status migrate_folio_to(Kernel& k, Folio* folio, const MigrationTargetFn& alloc_target, MigrateReason reason);
+// migrate_pages(MIGRATE_SYNC) with alloc_migration_target(): migrates the
+// folios of `folios` (each held by one caller's reference, consumed for every
+// folio that moves) to targets placed by `gfp`, in batches of up to 512 pages
+// (each batch unmapped before any of it moves; -EAGAIN retried for up to 10
+// passes). Afterwards `folios` holds the ones that did not move, still with
+// the caller's reference (putback is the caller's); returns how many.
+unsigned long migrate_pages(Kernel& k, std::vector<Folio*>& folios, gfp_t gfp, MigrateReason reason);
 
 // ---------------------------------------------------------------------------
 // Compaction (mm/compaction.c)

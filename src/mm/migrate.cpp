@@ -1,8 +1,13 @@
-// pinlab — page migration (upstream mm/migrate.c, the parts that
-// migrate_pages() → migrate_pages_batch() → migrate_folio_unmap() /
-// migrate_folio_move() do for one folio).
+// pinlab — page migration (upstream mm/migrate.c: migrate_pages() →
+// migrate_pages_batch() → migrate_folio_unmap() / migrate_folio_move()).
 //
-// One folio moves at a time, under its folio lock:
+// migrate_pages() takes a list of isolated folios in batches of up to
+// NR_MAX_BATCHED_MIGRATION (512) pages: every folio of a batch is unmapped
+// (steps 1-4 below) before any is moved (steps 5-7), and folios that failed
+// with -EAGAIN are retried for up to NR_MAX_MIGRATE_PAGES_RETRY (10) passes.
+// migrate_folio()/migrate_folio_to() are the same two halves for one folio.
+//
+// Each folio moves under its folio lock, held from unmap to move:
 //  1. checks: the zero pages and reserved frames are never moved; ZONE_DEVICE
 //     folios only when device-coherent (GUP's FOLL_LONGTERM needs them in
 //     normal RAM); folios that are neither anonymous nor in a page cache
@@ -26,8 +31,10 @@
 //     folio_nr_pages; anything more (a GUP GET/PIN, a get_page()) restores
 //     the mappings and fails with -EBUSY. Otherwise the count is frozen at 0
 //     (GUP-fast's folio_try_get() and the page-cache lookup fail and retry),
-//     contents, flags, mapping and index are copied, and the page-cache slot
-//     switches to the new folio with the cache's references;
+//     contents (RAM frames: the old frame's contents buffer is handed over,
+//     PhysMem::move_page_contents(); ZONE_DEVICE sources are copied), flags,
+//     mapping and index move over, and the page-cache slot switches to the
+//     new folio with the cache's references;
 //  6. remove_migration_ptes(): every migration entry for the old pfns
 //     becomes a present entry for the corresponding new page, with the
 //     mapping's mapcount and reference on the new folio;
@@ -77,16 +84,25 @@ void split_pmd_mappings(PhysMem& mem, Folio* folio) {
     });
 }
 
+// rmap_walk() of a folio under migration: an anonymous one through the
+// anon_vma reference migrate_folio_unmap() took (folio_get_anon_vma()), so
+// that the anon_vma outlives the moment the folio has no mapping at all.
+template <typename Fn>
+void migration_rmap_walk(Folio* folio, AnonVma* av, Fn&& fn) {
+    if (!folio->is_anon()) rmap_walk(folio, fn);
+    else if (av) rmap_walk_anon(folio, *av, fn);
+}
+
 // remove_migration_ptes(): every migration entry pointing into src's pfns
 // becomes a present entry for the page at the same offset in dst (dst ==
 // src to undo a failed migration). The walk uses src's anon_vma or mapping
 // and index, which dst shares.
-void remove_migration_ptes(Kernel& k, Folio* src, Folio* dst) {
+void remove_migration_ptes(Kernel& k, Folio* src, Folio* dst, AnonVma* av) {
     PhysMem& mem = *k.mem;
     const pfn_t spfn = mem.page_to_pfn(src->head());
     const unsigned long n = src->nr_pages();
     const bool anon = src->is_anon();
-    rmap_walk(src, [&](Vma& vma, vaddr_t addr) {
+    migration_rmap_walk(src, av, [&](Vma& vma, vaddr_t addr) {
         MmStruct& mm = *vma.mm;
         sync::SpinGuard g(mm.page_table_lock);
         unsigned long i = addr < vma.start ? (vma.start - addr) >> PAGE_SHIFT : 0;
@@ -131,11 +147,11 @@ void remove_migration_ptes(Kernel& k, Folio* src, Folio* dst) {
 
 // try_to_migrate(): replaces every mapping of folio by a migration entry.
 // -EBUSY (all entries restored) when an exclusive anonymous page may be pinned.
-Status unmap_to_migration_entries(Kernel& k, Folio* folio) {
+Status unmap_to_migration_entries(Kernel& k, Folio* folio, AnonVma* av) {
     PhysMem& mem = *k.mem;
     const bool anon = folio->is_anon();
     Status result;
-    rmap_walk(folio, [&](Vma& vma, vaddr_t addr) {
+    migration_rmap_walk(folio, av, [&](Vma& vma, vaddr_t addr) {
         sync::SpinGuard g(vma.mm->page_table_lock);
         for_each_folio_mapping_locked(vma, folio, addr, [&](entry_t* slot, RmapLevel rl, vaddr_t, Page* page) {
             if (!result) return;
@@ -162,15 +178,18 @@ Status unmap_to_migration_entries(Kernel& k, Folio* folio) {
         });
         return bool(result);
     });
-    if (!result) remove_migration_ptes(k, folio, folio);
+    if (!result) remove_migration_ptes(k, folio, folio, av);
     return result;
 }
 
 // folio_migrate_flags() for the flags the model has; PG_hwpoison never moves.
 void copy_flags(Folio* dst, Folio* src) {
-    for (PageFlag f : {PG_dirty, PG_uptodate, PG_swapbacked, PG_referenced, PG_active, PG_mlocked}) {
-        if (src->test(f)) dst->set(f);
-    }
+    constexpr uint64_t kMoved = (1ULL << PG_dirty) | (1ULL << PG_uptodate) | (1ULL << PG_swapbacked) |
+                                (1ULL << PG_referenced) | (1ULL << PG_active) | (1ULL << PG_mlocked);
+    // One read of src's flags, one atomic OR into dst's: the same result as
+    // testing and setting them one by one.
+    const uint64_t moved = sync::load(src->head()->flags, sync::memory_order_acquire) & kMoved;
+    if (moved) sync::fetch_or(dst->head()->flags, moved);
     // PageAnonExclusive is per page. Mapped pages had it cleared by the
     // unmap (their migration entries carry it); this copies what is left.
     const unsigned long n = src->nr_pages();
@@ -178,11 +197,16 @@ void copy_flags(Folio* dst, Folio* src) {
         if (PageAnonExclusive(src->page(i))) SetPageAnonExclusive(dst->page(i));
 }
 
+// folio_mc_copy(). The source is frozen, unmapped and about to be freed, so
+// a RAM frame's buffer simply changes hands; a ZONE_DEVICE frame keeps its
+// own (its driver may still look at it after page_free).
 void copy_contents(PhysMem& mem, Folio* dst, Folio* src) {
     const unsigned long n = src->nr_pages();
+    const bool device = src->is_zone_device();
     for (unsigned long i = 0; i < n; ++i) {
         if (!sync::load(src->page(i)->data) && !sync::load(dst->page(i)->data)) continue;  // both zero
-        mem.copy_page(dst->page(i), src->page(i));
+        if (device) mem.copy_page(dst->page(i), src->page(i));
+        else mem.move_page_contents(dst->page(i), src->page(i));
     }
 }
 
@@ -195,14 +219,25 @@ Result<Folio*> default_target(PhysMem& mem, Folio* src, gfp_t gfp) {
 
 void count(Kernel& k, Vmstat item, const Folio* f) { k.vmstat.add(item, static_cast<int64_t>(f->nr_pages())); }
 
-}  // namespace
+// Where the target comes from: alloc_migration_target() with a gfp, or the
+// caller's function (compaction).
+struct TargetSource {
+    gfp_t gfp = 0;
+    const MigrationTargetFn* fn = nullptr;
+    Result<Folio*> alloc(PhysMem& mem, Folio* src) const { return fn ? (*fn)(src) : default_target(mem, src, gfp); }
+};
 
-Status migrate_folio(Kernel& k, Folio* folio, gfp_t gfp, MigrateReason reason) {
-    PhysMem& mem = *k.mem;
-    return migrate_folio_to(k, folio, [&](Folio* src) { return default_target(mem, src, gfp); }, reason);
-}
+// What migrate_folio_unmap() hands to migrate_folio_move(): the locked
+// target and the anon_vma reference (nullptr for file folios).
+struct Unmapped {
+    Folio* dst = nullptr;
+    AnonVma* anon_vma = nullptr;
+};
 
-Status migrate_folio_to(Kernel& k, Folio* folio, const MigrationTargetFn& alloc_target, MigrateReason) {
+// migrate_folio_unmap(): steps 1-4. On success the folio is locked and has
+// no mapping left (migration entries instead), and *out holds the locked
+// target. On failure nothing changed (the folio is unlocked, mapped again).
+Status migrate_folio_unmap(Kernel& k, Folio* folio, const TargetSource& target, Unmapped* out) {
     PhysMem& mem = *k.mem;
     // --- 1. what can move ---------------------------------------------------------
     if (mem.is_any_zero_folio(folio) || folio->is_reserved()) return Error(EBUSY);
@@ -211,7 +246,9 @@ Status migrate_folio_to(Kernel& k, Folio* folio, const MigrationTargetFn& alloc_
         if (!pgmap || pgmap->type != PgmapType::DeviceCoherent) return Error(EBUSY);
     }
     if (!folio->trylock()) return Error(EAGAIN);
+    AnonVma* av = nullptr;
     auto fail = [&](Error e) -> Status {
+        if (av) av->put();
         folio->unlock();
         count(k, Vmstat::pgmigrate_fail, folio);
         return e;
@@ -222,6 +259,9 @@ Status migrate_folio_to(Kernel& k, Folio* folio, const MigrationTargetFn& alloc_
     if (folio->test(PG_secretmem) || folio->is_writeback()) return fail(Error(EBUSY));
     for (unsigned long i = 0; i < folio->nr_pages(); ++i)
         if (PageHWPoison(folio->page(i))) return fail(Error(EBUSY));
+    // Held until the move is done: once every mapping is a migration entry,
+    // nothing else keeps the anon_vma alive for remove_migration_ptes().
+    if (folio->is_anon()) av = folio_get_anon_vma(folio);
 
     // --- 2. PMD-mapped THP → PTE-mapped --------------------------------------------
     if (folio->is_large() && !folio->is_hugetlb() && folio->entire_mapcount() > 0) {
@@ -231,9 +271,9 @@ Status migrate_folio_to(Kernel& k, Folio* folio, const MigrationTargetFn& alloc_
     }
 
     // --- 3. the target ---------------------------------------------------------------
-    auto target = alloc_target(folio);
-    if (!target) return fail(Error(ENOMEM));
-    Folio* dst = *target;
+    auto allocated = target.alloc(mem, folio);
+    if (!allocated) return fail(Error(ENOMEM));
+    Folio* dst = *allocated;
     if (dst->order() != folio->order() || dst->is_hugetlb() != folio->is_hugetlb()) {
         mem.folio_put(dst);
         return fail(Error(EINVAL));
@@ -247,13 +287,22 @@ Status migrate_folio_to(Kernel& k, Folio* folio, const MigrationTargetFn& alloc_
     };
 
     // --- 4. unmap ------------------------------------------------------------------------
-    if (Status s = unmap_to_migration_entries(k, folio); !s) return fail_with_target(s.error());
+    if (Status s = unmap_to_migration_entries(k, folio, av); !s) return fail_with_target(s.error());
     if (folio->mapped()) {
         // A mapping the rmap walk could not reach (or convert).
-        remove_migration_ptes(k, folio, folio);
+        remove_migration_ptes(k, folio, folio, av);
         return fail_with_target(Error(EBUSY));
     }
+    *out = Unmapped{dst, av};
+    return ok_status();
+}
 
+// migrate_folio_move(): steps 5-7 for a folio migrate_folio_unmap() left
+// unmapped. On success the caller's reference is consumed (the old folio is
+// freed); on failure the folio is mapped again and unlocked, the target freed.
+Status migrate_folio_move(Kernel& k, Folio* folio, const Unmapped& u) {
+    PhysMem& mem = *k.mem;
+    Folio* dst = u.dst;
     // --- 5. references, copy, page-cache slot ------------------------------------------
     const unsigned long nr = folio->nr_pages();
     AddressSpace* mapping = folio->is_anon() ? nullptr : folio->mapping();
@@ -285,17 +334,23 @@ Status migrate_folio_to(Kernel& k, Folio* folio, const MigrationTargetFn& alloc_
     }
     if (!frozen) {
         // Somebody else holds a reference: maybe a pin. Undo.
-        remove_migration_ptes(k, folio, folio);
-        return fail_with_target(Error(EBUSY));
+        remove_migration_ptes(k, folio, folio, u.anon_vma);
+        if (u.anon_vma) u.anon_vma->put();
+        dst->unlock();
+        mem.folio_put(dst);
+        folio->unlock();
+        count(k, Vmstat::pgmigrate_fail, folio);
+        return Error(EBUSY);
     }
 
     // --- 6. map the new folio where the old one was ----------------------------------------
-    remove_migration_ptes(k, folio, dst);
+    remove_migration_ptes(k, folio, dst, u.anon_vma);
+    if (u.anon_vma) u.anon_vma->put();
 
     // --- 7. the old folio goes ----------------------------------------------------------------
     // Its dirty state (and the accounting that goes with it) now belongs to
     // dst; it belongs to no file and no anon_vma any more.
-    folio->clear(PG_dirty);
+    if (folio->is_dirty()) folio->clear(PG_dirty);
     for (unsigned long i = 0; i < nr; ++i)
         if (PageAnonExclusive(folio->page(i))) ClearPageAnonExclusive(folio->page(i));
     folio->set_raw_mapping(0);
@@ -305,6 +360,79 @@ Status migrate_folio_to(Kernel& k, Folio* folio, const MigrationTargetFn& alloc_
     mem.folio_put(dst);  // the allocation's reference; the mappings and cache hold theirs
     count(k, Vmstat::pgmigrate_success, dst);
     return ok_status();
+}
+
+Status migrate_one(Kernel& k, Folio* folio, const TargetSource& target) {
+    Unmapped u;
+    Status s = migrate_folio_unmap(k, folio, target, &u);
+    if (s) s = migrate_folio_move(k, folio, u);
+    return s;
+}
+
+constexpr unsigned long kMaxBatchedPages = 512;  // NR_MAX_BATCHED_MIGRATION (HPAGE_PMD_NR)
+constexpr int kMaxPasses = 10;                   // NR_MAX_MIGRATE_PAGES_RETRY
+
+}  // namespace
+
+Status migrate_folio(Kernel& k, Folio* folio, gfp_t gfp, MigrateReason) {
+    return migrate_one(k, folio, TargetSource{gfp, nullptr});
+}
+
+Status migrate_folio_to(Kernel& k, Folio* folio, const MigrationTargetFn& alloc_target, MigrateReason) {
+    return migrate_one(k, folio, TargetSource{0, &alloc_target});
+}
+
+unsigned long migrate_pages(Kernel& k, std::vector<Folio*>& folios, gfp_t gfp, MigrateReason) {
+    const TargetSource target{gfp, nullptr};
+    std::vector<Folio*> failed;
+    std::vector<Folio*> pending, retry;
+    std::vector<std::pair<Folio*, Unmapped>> unmapped;
+    bool out_of_memory = false;
+    size_t next = 0;
+    while (next < folios.size()) {
+        // migrate_pages(): the next batch, at least one folio.
+        pending.clear();
+        unsigned long pages = 0;
+        while (next < folios.size() && (pending.empty() || pages + folios[next]->nr_pages() <= kMaxBatchedPages)) {
+            pages += folios[next]->nr_pages();
+            pending.push_back(folios[next++]);
+        }
+        if (out_of_memory) {  // no point trying the rest
+            failed.insert(failed.end(), pending.begin(), pending.end());
+            continue;
+        }
+        // migrate_pages_batch(): unmap them all, then move them all; a
+        // transient failure is tried again in the next pass.
+        for (int pass = 0; pass < kMaxPasses && !pending.empty(); ++pass) {
+            unmapped.clear();
+            retry.clear();
+            for (size_t i = 0; i < pending.size(); ++i) {
+                Folio* f = pending[i];
+                if (out_of_memory) {
+                    failed.push_back(f);
+                    continue;
+                }
+                Unmapped u;
+                Status s = migrate_folio_unmap(k, f, target, &u);
+                if (s) unmapped.emplace_back(f, u);
+                else if (s.error().errnum == EAGAIN) retry.push_back(f);
+                else {
+                    // -ENOMEM: move what is unmapped, leave the rest (upstream
+                    // stops the whole migrate_pages() when memory is low).
+                    out_of_memory = s.error().errnum == ENOMEM;
+                    failed.push_back(f);
+                }
+            }
+            for (const auto& [src, u] : unmapped) {
+                Status s = migrate_folio_move(k, src, u);
+                if (!s) (s.error().errnum == EAGAIN ? retry : failed).push_back(src);
+            }
+            pending.swap(retry);
+        }
+        failed.insert(failed.end(), pending.begin(), pending.end());  // still -EAGAIN after every pass
+    }
+    folios.swap(failed);
+    return folios.size();
 }
 
 }  // namespace pl

@@ -79,9 +79,24 @@ struct Page {
     } u;
 
     uint8_t* data;           // the frame's bytes; nullptr means all zero
-    uint32_t lru_next;       // free-list links, as pfns (PFN_LINK_NONE = none)
-    uint32_t lru_prev;
-    uint64_t private_;       // buddy order of a free block; owner-specific otherwise
+
+    // A free block's head (PG_buddy): the buddy allocator's links. Any other
+    // page: the model's own bookkeeping of references that no page table or
+    // page cache accounts for, kept on the folio's head (no upstream field;
+    // it takes the place of the lru links an allocated folio leaves free).
+    struct BuddyLinks {
+        uint32_t next;       // free-list links, as pfns (PFN_LINK_NONE = none)
+        uint32_t prev;
+        uint64_t order;      // buddy order of the free block
+    };
+    struct RefTrack {
+        uint64_t gup;        // the pin tracker's word (src/debug/pin_tracker.cpp)
+        int64_t ledger;      // Kernel::ref_note(): drivers' and get_page() references
+    };
+    union {
+        BuddyLinks buddy;
+        RefTrack track;
+    } lru;
 };
 static_assert(sizeof(Page) == 64, "struct page must stay 64 bytes (issue 7 memory target)");
 

@@ -14,7 +14,7 @@
 //
 // Page fields that other threads may read concurrently (flags, refcount,
 // mapcount, compound_head, mapping/index, data) are always written through
-// sync::store & co. The buddy links (lru_next/lru_prev/private_) of a free
+// sync::store & co. The buddy links (lru.buddy) of a free
 // block belong to the zone lock.
 //
 // Frame bytes are read and written as relaxed atomics (words where aligned),
@@ -109,6 +109,12 @@ void frame_store(uint8_t* dst, const void* src, size_t len) {
         word_store(dst + i, w);
     }
     for (; i < len; ++i) byte_store(dst + i, s[i]);
+}
+
+// True when the caller's bytes are all zero (len > 0).
+bool all_zero(const void* buf, size_t len) {
+    const auto* b = static_cast<const uint8_t*>(buf);
+    return b[0] == 0 && std::memcmp(b, b + 1, len - 1) == 0;
 }
 
 // frame → frame (both whole, 8-aligned)
@@ -221,17 +227,17 @@ PhysMem::Impl::~Impl() {
 void PhysMem::Impl::list_add(Zone& z, pfn_t pfn, unsigned order, unsigned cls, bool to_tail) {
     FreeList& fl = z.lists[order][cls];
     Page* p = pg(pfn);
-    p->private_ = order;
+    p->lru.buddy.order = order;
     if (to_tail) {
-        p->lru_next = NO_PFN;
-        p->lru_prev = fl.tail;
-        if (fl.tail != NO_PFN) pg(fl.tail)->lru_next = static_cast<uint32_t>(pfn);
+        p->lru.buddy.next = NO_PFN;
+        p->lru.buddy.prev = fl.tail;
+        if (fl.tail != NO_PFN) pg(fl.tail)->lru.buddy.next = static_cast<uint32_t>(pfn);
         else fl.head = static_cast<uint32_t>(pfn);
         fl.tail = static_cast<uint32_t>(pfn);
     } else {
-        p->lru_prev = NO_PFN;
-        p->lru_next = fl.head;
-        if (fl.head != NO_PFN) pg(fl.head)->lru_prev = static_cast<uint32_t>(pfn);
+        p->lru.buddy.prev = NO_PFN;
+        p->lru.buddy.next = fl.head;
+        if (fl.head != NO_PFN) pg(fl.head)->lru.buddy.prev = static_cast<uint32_t>(pfn);
         else fl.tail = static_cast<uint32_t>(pfn);
         fl.head = static_cast<uint32_t>(pfn);
     }
@@ -243,12 +249,11 @@ void PhysMem::Impl::list_add(Zone& z, pfn_t pfn, unsigned order, unsigned cls, b
 void PhysMem::Impl::list_del(Zone& z, pfn_t pfn, unsigned order, unsigned cls) {
     FreeList& fl = z.lists[order][cls];
     Page* p = pg(pfn);
-    if (p->lru_prev != NO_PFN) pg(p->lru_prev)->lru_next = p->lru_next;
-    else fl.head = p->lru_next;
-    if (p->lru_next != NO_PFN) pg(p->lru_next)->lru_prev = p->lru_prev;
-    else fl.tail = p->lru_prev;
-    p->lru_next = p->lru_prev = NO_PFN;
-    p->private_ = 0;
+    if (p->lru.buddy.prev != NO_PFN) pg(p->lru.buddy.prev)->lru.buddy.next = p->lru.buddy.next;
+    else fl.head = p->lru.buddy.next;
+    if (p->lru.buddy.next != NO_PFN) pg(p->lru.buddy.next)->lru.buddy.prev = p->lru.buddy.prev;
+    else fl.tail = p->lru.buddy.prev;
+    p->lru.track = Page::RefTrack{0, 0};
     sync::store(p->flags, zone_bits(z.id), sync::memory_order_release);
     z.nr_free -= 1ULL << order;
     if (cls == CLS_CMA) z.nr_free_cma -= 1ULL << order;
@@ -298,7 +303,7 @@ void PhysMem::Impl::free_block(pfn_t pfn, unsigned order) {
         if (buddy < z.start || buddy + (pfn_t{1} << order) > z.end) break;
         if (cls_of(buddy) != cls) break;
         Page* b = pg(buddy);
-        if (!(sync::load(b->flags, sync::memory_order_acquire) & flag(PG_buddy)) || b->private_ != order) break;
+        if (!(sync::load(b->flags, sync::memory_order_acquire) & flag(PG_buddy)) || b->lru.buddy.order != order) break;
         list_del(z, buddy, order, cls);
         pfn = std::min(pfn, buddy);
         ++order;
@@ -344,8 +349,7 @@ void PhysMem::Impl::prep_new_folio(pfn_t pfn, unsigned order, ZoneId z) {
             sync::store(p->u.h.mapping, uintptr_t{0}, relaxed);
             sync::store(p->u.h.index, pgoff_t{0}, relaxed);
         }
-        p->lru_next = p->lru_prev = NO_PFN;
-        p->private_ = 0;
+        p->lru.track = Page::RefTrack{0, 0};
         if (i == 0) {
             sync::store(p->flags, zb | order_bits(order) | (order ? flag(PG_head) : 0), relaxed);
             sync::store(p->compound_head, uintptr_t{0}, relaxed);
@@ -435,7 +439,7 @@ void PhysMem::Impl::return_to_buddy(Folio* folio) {
         sync::store(p->mapcount, 0, relaxed);
         sync::store(p->u.h.mapping, uintptr_t{0}, relaxed);
         sync::store(p->u.h.index, pgoff_t{0}, relaxed);
-        p->private_ = 0;
+        p->lru.track = Page::RefTrack{0, 0};
     }
     if (!poisoned) {
         free_block(pfn, order);
@@ -676,6 +680,7 @@ void PhysMem::free_folio(Folio* folio) {
         assert(!"free_folio: double free of a free block");
         return;
     }
+    if (free_fn_) free_fn_(free_ctx_, folio);
 
     if (pfn >= ram_pages_) {
         // ZONE_DEVICE: free_zone_device_folio().
@@ -717,7 +722,7 @@ void PhysMem::free_folio(Folio* folio) {
             sync::store(p->mapcount, 0, relaxed);
             sync::store(p->u.h.mapping, uintptr_t{0}, relaxed);
             sync::store(p->u.h.index, pgoff_t{0}, relaxed);
-            p->private_ = 0;
+            p->lru.track = Page::RefTrack{0, 0};
         }
         sync::SpinGuard g(impl_->dev_lock);
         if (Impl::PgmapRec* r = impl_->find_rec(pfn); r && r->pgmap.get() == pgmap) {
@@ -781,6 +786,41 @@ void PhysMem::free_folio(Folio* folio) {
 
 uint64_t PhysMem::nr_bad_pages() const { return nr_bad_pages_.load(); }
 
+std::vector<Folio*> PhysMem::folios_with_track() const {
+    std::vector<Folio*> out;
+    auto tracked = [](const Page* p) {
+        return sync::load(p->lru.track.gup, sync::memory_order_relaxed) != 0 ||
+               sync::load(p->lru.track.ledger, sync::memory_order_relaxed) != 0;
+    };
+    // Block by block: a free block is skipped by its buddy order, a folio by
+    // its own; the zone lock keeps free blocks from changing under the walk.
+    for (const auto& z : impl_->zones) {
+        sync::SpinGuard g(z.lock);
+        for (pfn_t pfn = z.start; pfn < z.end;) {
+            const Page* p = pages_ + pfn;
+            const uint64_t f = sync::load(p->flags, sync::memory_order_relaxed);
+            if (f & flag(PG_buddy)) {
+                pfn += 1ULL << p->lru.buddy.order;
+            } else if (sync::load(p->compound_head, sync::memory_order_relaxed) & 1) {
+                pfn += 1;  // a tail met out of step (a folio being split): its head was seen
+            } else {
+                if (tracked(p)) out.push_back(Folio::of(const_cast<Page*>(p)));
+                pfn += (f & flag(PG_head)) ? 1ULL << ((f & PAGE_ORDER_MASK) >> PAGE_ORDER_SHIFT) : 1;
+            }
+        }
+    }
+    sync::SpinGuard g(impl_->dev_lock);
+    for (const auto& r : impl_->pgmaps) {
+        const DevPagemap& pm = *r.pgmap;
+        for (pfn_t pfn = pm.start_pfn; pfn < pm.start_pfn + pm.nr_pages; ++pfn) {
+            const Page* p = pages_ + pfn;
+            if (!(sync::load(p->compound_head, sync::memory_order_relaxed) & 1) && tracked(p))
+                out.push_back(Folio::of(const_cast<Page*>(p)));
+        }
+    }
+    return out;
+}
+
 MigrateType PhysMem::pageblock_migratetype(pfn_t pfn) const {
     if (pfn >= ram_pages_) return MigrateType::Movable;
     return static_cast<MigrateType>(impl_->pageblock_mt[pfn >> pageblock_order]);
@@ -825,7 +865,7 @@ std::vector<std::pair<pfn_t, unsigned>> PhysMem::free_blocks(ZoneId zone) const 
         sync::SpinGuard g(z.lock);
         for (unsigned o = 0; o <= MAX_ORDER; ++o)
             for (unsigned c = 0; c < NR_CLASSES; ++c)
-                for (uint32_t pfn = z.lists[o][c].head; pfn != NO_PFN; pfn = impl_->pg(pfn)->lru_next)
+                for (uint32_t pfn = z.lists[o][c].head; pfn != NO_PFN; pfn = impl_->pg(pfn)->lru.buddy.next)
                     out.emplace_back(pfn, o);
     }
     std::sort(out.begin(), out.end());
@@ -925,8 +965,7 @@ void PhysMem::reset_device_page(Page* p) {
     sync::store(p->compound_head, uintptr_t{0}, relaxed);
     sync::store(p->u.h.mapping, uintptr_t{0}, relaxed);
     sync::store(p->u.h.index, pgoff_t{0}, relaxed);
-    p->lru_next = p->lru_prev = NO_PFN;
-    p->private_ = 0;
+    p->lru.track = Page::RefTrack{0, 0};
     sync::store(p->flags, zone_bits(ZoneId::Device), sync::memory_order_release);
 }
 
@@ -1158,6 +1197,10 @@ Status PhysMem::write_frame(pfn_t pfn, unsigned off, const void* buf, unsigned l
         // The zero pages stay zero: a write to them is a model bug.
         if (is_any_zero_folio(page_folio(p))) return Error(EPERM);
         if (len == 0) return ok_status();
+        // A frame without a buffer reads as zero: storing zeros changes no
+        // byte, so none is attached (gup_test's pre-fault stores one zero
+        // byte per freshly zeroed page; upstream's clear_page() already ran).
+        if (!sync::load(p->data, sync::memory_order_acquire) && all_zero(buf, len)) return ok_status();
         frame_store(im.page_buf_for_write(p) + off, buf, len);
         return ok_status();
     }
@@ -1183,6 +1226,18 @@ void PhysMem::copy_page(Page* dst, const Page* src) {
         return;
     }
     frame_copy(impl_->page_buf_for_write(dst), s);
+}
+
+void PhysMem::move_page_contents(Page* dst, Page* src) {
+    if (dst == src || is_any_zero_folio(page_folio(dst))) return;
+    uint8_t* s = sync::load(src->data, sync::memory_order_acquire);
+    if (s) s = sync::exchange(src->data, static_cast<uint8_t*>(nullptr), sync::memory_order_acq_rel);
+    if (!s && !sync::load(dst->data, sync::memory_order_relaxed)) return;  // both zero
+    uint8_t* old = sync::exchange(dst->data, s, sync::memory_order_acq_rel);
+    if (old) {
+        impl_->nr_buffers.fetch_sub(1, std::memory_order_relaxed);
+        impl_->buf_put(old);
+    }
 }
 
 void PhysMem::clear_page(Page* p) { impl_->release_data(p); }

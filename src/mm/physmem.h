@@ -124,6 +124,14 @@ public:
     // bad_page() reporter: the kernel installs a function that WARNs.
     using BadPageFn = void (*)(void* ctx, pfn_t pfn, const char* reason);
     void set_bad_page_reporter(BadPageFn fn, void* ctx) { bad_page_fn_ = fn; bad_page_ctx_ = ctx; }
+    // Free hook: called as a folio's last reference goes, before its frames
+    // return to the allocator (its bookkeeping words are reused there).
+    using FreeFn = void (*)(void* ctx, Folio* folio);
+    void set_free_hook(FreeFn fn, void* ctx) { free_fn_ = fn; free_ctx_ = ctx; }
+    // The heads of allocated folios (RAM, hugetlb pools, ZONE_DEVICE) whose
+    // bookkeeping words (Page::lru.track) are not zero; walks allocated and
+    // free blocks, not every frame. For the invariant checker and leak scans.
+    std::vector<Folio*> folios_with_track() const;
     // Frames taken out of circulation by bad_page().
     uint64_t nr_bad_pages() const;
 
@@ -179,6 +187,11 @@ public:
     Status write_frame(pfn_t pfn, unsigned off, const void* buf, unsigned len);
     // copy_highpage(): dst's contents become src's.
     void copy_page(Page* dst, const Page* src);
+    // folio_mc_copy() for migration, where src is frozen, unmapped and freed
+    // next: dst's contents become src's by handing src's buffer over (no
+    // bytes copied; src reads as zero afterwards, a bufferless src leaves
+    // dst bufferless).
+    void move_page_contents(Page* dst, Page* src);
     // Releases a page's buffer (contents become zero).
     void clear_page(Page* p);
     uint64_t nr_data_buffers() const;  // frames whose contents are materialised
@@ -198,6 +211,8 @@ private:
     CompactFn compact_fn_ = nullptr;
     void* compact_ctx_ = nullptr;
     BadPageFn bad_page_fn_ = nullptr;
+    FreeFn free_fn_ = nullptr;
+    void* free_ctx_ = nullptr;
     void* bad_page_ctx_ = nullptr;
     sync::Atomic<uint64_t> nr_bad_pages_{0};
 };

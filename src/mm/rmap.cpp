@@ -195,27 +195,32 @@ Status folio_try_share_anon_rmap(Folio* folio, Page* page, RmapLevel level) {
 // Walks
 // ---------------------------------------------------------------------------
 
-void rmap_walk(Folio* folio, const std::function<bool(Vma&, vaddr_t)>& fn) {
+AnonVma* folio_get_anon_vma(const Folio* folio) {
+    // The caller's folio reference does not keep the anon_vma alive (munmap
+    // may have freed the last VMA holding it), so the reference is taken
+    // under RCU, and only if it is still live.
+    sync::RcuReadGuard rcu;
+    AnonVma* av = folio->anon_vma();
+    if (av && !av->get_not_zero()) av = nullptr;
+    return av;
+}
+
+void rmap_walk_anon(Folio* folio, AnonVma& av, FunctionRef<bool(Vma&, vaddr_t)> fn) {
+    sync::ReadGuard g(av.lock);
+    const pgoff_t idx = folio->index();
+    const unsigned long n = folio->nr_pages();
+    for (Vma* v : av.vmas) {
+        pgoff_t vfirst = v->pgoff, vlast = v->pgoff + v->nr_pages();
+        if (idx + n <= vfirst || idx >= vlast) continue;
+        if (!fn(*v, v->start + ((idx - v->pgoff) << PAGE_SHIFT))) break;
+    }
+}
+
+void rmap_walk(Folio* folio, FunctionRef<bool(Vma&, vaddr_t)> fn) {
     if (folio->is_anon()) {
-        // folio_get_anon_vma(): the caller's folio reference does not keep the
-        // anon_vma alive (munmap may have freed the last VMA holding it), so
-        // the reference is taken under RCU, and only if it is still live.
-        AnonVma* av = nullptr;
-        {
-            sync::RcuReadGuard rcu;
-            av = folio->anon_vma();
-            if (av && !av->get_not_zero()) av = nullptr;
-        }
+        AnonVma* av = folio_get_anon_vma(folio);
         if (!av) return;
-        {
-            sync::ReadGuard g(av->lock);
-            pgoff_t idx = folio->index();
-            for (Vma* v : av->vmas) {
-                pgoff_t vfirst = v->pgoff, vlast = v->pgoff + v->nr_pages();
-                if (idx + folio->nr_pages() <= vfirst || idx >= vlast) continue;
-                if (!fn(*v, v->start + ((idx - v->pgoff) << PAGE_SHIFT))) break;
-            }
-        }
+        rmap_walk_anon(folio, *av, fn);
         av->put();
         return;
     }
@@ -230,7 +235,7 @@ void rmap_walk(Folio* folio, const std::function<bool(Vma&, vaddr_t)>& fn) {
     }
 }
 
-void for_each_folio_mapping_locked(Vma& vma, Folio* folio, vaddr_t addr, const FolioMappingFn& fn) {
+void for_each_folio_mapping_locked(Vma& vma, Folio* folio, vaddr_t addr, FolioMappingFn fn) {
     PhysMem& mem = mem_of(vma);
     pfn_t fpfn = mem.page_to_pfn(folio->head());
     unsigned long n = folio->nr_pages();

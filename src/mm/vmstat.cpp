@@ -14,12 +14,18 @@ constexpr std::array<std::string_view, static_cast<size_t>(Vmstat::nr_vmstat_ite
 
 }  // namespace
 
+size_t VmstatCounters::shard_index() {
+    static sync::Atomic<size_t> next{0};
+    thread_local const size_t mine = next.fetch_add(1, sync::memory_order_relaxed) % kShards;
+    return mine;
+}
+
 std::string_view VmstatCounters::name(Vmstat i) { return kNames[static_cast<size_t>(i)]; }
 
 bool VmstatCounters::get(std::string_view n, int64_t* out) const {
     for (size_t i = 0; i < kNames.size(); ++i)
         if (kNames[i] == n) {
-            *out = v_[i].load(sync::memory_order_relaxed);
+            *out = get(static_cast<Vmstat>(i));
             return true;
         }
     return false;

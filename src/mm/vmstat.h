@@ -38,16 +38,31 @@ enum class Vmstat : uint8_t {
     nr_vmstat_items
 };
 
+// Per-CPU counters, as upstream's vmstat is: each host thread adds into its
+// own cache-line-aligned shard (no shared line is written on the pin path, so
+// -j threads do not contend); a read sums the shards (vmstat_refresh()).
 class VmstatCounters {
 public:
-    void add(Vmstat i, int64_t d = 1) { v_[static_cast<size_t>(i)].fetch_add(d, sync::memory_order_relaxed); }
-    int64_t get(Vmstat i) const { return v_[static_cast<size_t>(i)].load(sync::memory_order_relaxed); }
+    void add(Vmstat i, int64_t d = 1) {
+        shards_[shard_index()].v[static_cast<size_t>(i)].fetch_add(d, sync::memory_order_relaxed);
+    }
+    int64_t get(Vmstat i) const {
+        int64_t sum = 0;
+        for (const auto& s : shards_) sum += s.v[static_cast<size_t>(i)].load(sync::memory_order_relaxed);
+        return sum;
+    }
     // By /proc/vmstat name; false if unknown.
     bool get(std::string_view name, int64_t* out) const;
     static std::string_view name(Vmstat i);
 
 private:
-    std::array<sync::Atomic<int64_t>, static_cast<size_t>(Vmstat::nr_vmstat_items)> v_{};
+    static constexpr size_t kShards = 16;
+    // The calling thread's shard, handed out round-robin at its first use.
+    static size_t shard_index();
+    struct alignas(64) Shard {
+        std::array<sync::Atomic<int64_t>, static_cast<size_t>(Vmstat::nr_vmstat_items)> v{};
+    };
+    std::array<Shard, kShards> shards_{};
 };
 
 }  // namespace pl

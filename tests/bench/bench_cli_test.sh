@@ -30,6 +30,20 @@ run GUP_FAST_BENCHMARK -u -m 4 -t -n -1
 n=$(grep -c '^PIN_FAST_BENCHMARK: Time:' "$out")
 [ "$n" -eq 6 ] || { cat "$out"; fail "-r 3 -j 2 printed $n Time lines, want 6"; }
 
+# --stagger: each thread starts at its share of the range and wraps around;
+# every thread still walks (and reports) the whole size.
+"$PINLAB" bench --no-progress -a -m 1 -n 100 -r 1 -j 2 --stagger --format json >"$out" 2>&1 || fail "--stagger exited $?"
+if command -v python3 >/dev/null 2>&1; then
+	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert len(d["runs"])==2 and all(r["size"]==1<<20 and r["pages"]==256 for r in d["runs"]), d' "$out" ||
+		{ cat "$out"; fail "--stagger did not walk the whole range in each thread"; }
+fi
+
+# -L on pages in ZONE_MOVABLE: the first repeat migrates them, and its cost
+# is reported apart from the later repeats'.
+"$PINLAB" bench --no-progress -L -T -m 2 -n -1 -r 2 --config movable=3G >"$out" 2>&1 || fail "-L movable exited $?"
+grep -Eq '^model: longterm: repeat 1 \(migrate \+ re-pin, 512 pages migrated\) get [0-9.]+ ns/pg; repeats 2..2 get [0-9.]+ ns/pg; ratio [0-9.]+$' "$out" ||
+	{ cat "$out"; fail "-L movable: no longterm line naming 512 migrated pages"; }
+
 # The basic tests print "done" (gup_test prints no timing for them).
 "$PINLAB" bench --no-progress -b -m 1 >"$out" 2>&1 || fail "-b exited $?"
 grep -q '^PIN_BASIC_TEST: done$' "$out" || { cat "$out"; fail "-b: no done line"; }
