@@ -215,7 +215,9 @@ private:
     static constexpr uint32_t kChunk = 4096;
     static constexpr uint32_t kSweepAt = 1u << 16;
     std::array<sync::Atomic<Desc*>, (kSlotMask + 1) / kChunk> chunks_{};
-    std::mutex mu_;  // not a model lock
+    // A sync:: lock, not a std::mutex: sync::Atomic stores happen under it,
+    // and the explorer (src/explore) must see who waits for it.
+    sync::Spinlock mu_;
     std::deque<uint32_t> free_;
     uint32_t next_ = 1;  // slot 0 is "no record"
     uint32_t swept_at_ = 0;
@@ -263,7 +265,7 @@ constexpr size_t kShards = 16;
 constexpr size_t kMaxRecent = 1024;  // per shard: memory stays bounded
 
 struct Shard {
-    std::mutex mu;  // not a model lock
+    sync::Spinlock mu;  // a sync:: lock: held across interleaving points (see DescTable)
     std::unordered_map<const Folio*, Entry> map;
     std::unordered_map<const Folio*, Recent> recent;
     // (folio, seq): a folio re-pinned and released again has an older entry

@@ -70,10 +70,22 @@ bool must_unshare_fast(const Folio* folio, const Page* page, unsigned flags) {
 Folio* grab_fast(Walk& w, Page* page, int refs) {
     Folio* folio = page_folio(page);
     trace::RefScope traced("try_grab_folio", folio);  // `pinlab explain`: counts before/after
-    if (!folio->ref_try_add(refs)) return nullptr;
-    if (page_folio(page) != folio) {  // split between our read and the grab
-        w.mem.folio_put_refs(folio, refs);
+    // A short-term PIN of what looks like a small folio other than the zero
+    // page takes the whole GUP_PIN_COUNTING_BIAS in one step (upstream: two
+    // adds in a row; nobody can tell them apart). The checks below run on
+    // what was grabbed: a folio that turns out otherwise gives it all back.
+    const bool one_step = (w.flags & (FOLL_PIN | FOLL_LONGTERM)) == FOLL_PIN && !folio->is_large() &&
+                          !w.mem.is_zero_folio(folio);
+    const int taken = one_step ? refs * GUP_PIN_COUNTING_BIAS : refs;
+    if (!folio->ref_try_add(taken)) return nullptr;
+    if (page_folio(page) != folio || (one_step && folio->is_large())) {  // split or reused under us
+        w.mem.folio_put_refs(folio, taken);
         return nullptr;
+    }
+    if (one_step) {
+        w.k.vmstat.add(Vmstat::nr_foll_pin_acquired, refs);
+        pin_track_grab(w.k, folio, refs, w.flags);
+        return folio;
     }
     if (!(w.flags & FOLL_PIN)) {
         pin_track_grab(w.k, folio, refs, w.flags);

@@ -14,10 +14,41 @@ constexpr std::array<std::string_view, static_cast<size_t>(Vmstat::nr_vmstat_ite
 
 }  // namespace
 
-size_t VmstatCounters::shard_index() {
-    static sync::Atomic<size_t> next{0};
-    thread_local const size_t mine = next.fetch_add(1, sync::memory_order_relaxed) % kShards;
-    return mine;
+namespace {
+// Which shard indices a live thread owns (the same index in every kernel).
+std::array<sync::Atomic<bool>, VmstatCounters::kOwnedShards> g_shard_owned{};
+}  // namespace
+
+// Hands the thread's shard back when it exits; a later thread that claims
+// it (acquire) sees every count this one made (release).
+struct ShardRelease {
+    size_t idx = VmstatCounters::kOwnedShards;
+    ~ShardRelease();
+};
+
+namespace {
+thread_local ShardRelease t_release;
+}  // namespace
+
+thread_local size_t VmstatCounters::t_shard = VmstatCounters::kUnclaimed;
+
+// Counts made after this (other thread-local destructors) go to the shared shard.
+ShardRelease::~ShardRelease() {
+    if (idx >= VmstatCounters::kOwnedShards) return;
+    VmstatCounters::t_shard = VmstatCounters::kOwnedShards;
+    g_shard_owned[idx].store(false, sync::memory_order_release);
+}
+
+size_t VmstatCounters::claim_shard() {
+    for (size_t i = 0; i < kOwnedShards; ++i) {
+        bool expected = false;
+        if (!g_shard_owned[i].load(sync::memory_order_relaxed) &&
+            g_shard_owned[i].compare_exchange(expected, true, sync::memory_order_acq_rel)) {
+            t_release.idx = i;
+            return i;
+        }
+    }
+    return kOwnedShards;  // all taken: the shared shard
 }
 
 std::string_view VmstatCounters::name(Vmstat i) { return kNames[static_cast<size_t>(i)]; }

@@ -9,6 +9,8 @@
 
 namespace pl {
 
+struct ShardRelease;
+
 enum class Vmstat : uint8_t {
     nr_foll_pin_acquired,
     nr_foll_pin_released,
@@ -38,13 +40,20 @@ enum class Vmstat : uint8_t {
     nr_vmstat_items
 };
 
-// Per-CPU counters, as upstream's vmstat is: each host thread adds into its
-// own cache-line-aligned shard (no shared line is written on the pin path, so
-// -j threads do not contend); a read sums the shards (vmstat_refresh()).
+// Per-CPU counters, as upstream's vmstat is: each host thread owns a
+// cache-line-aligned shard while it lives (claimed at its first count,
+// handed back at its exit) and adds into it with a plain load and store,
+// as this_cpu_add() does; a read sums the shards (vmstat_refresh()). Threads
+// beyond kOwnedShards share one last shard with atomic adds.
 class VmstatCounters {
 public:
     void add(Vmstat i, int64_t d = 1) {
-        shards_[shard_index()].v[static_cast<size_t>(i)].fetch_add(d, sync::memory_order_relaxed);
+        const size_t s = shard_index();
+        auto& c = shards_[s].v[static_cast<size_t>(i)];
+        if (s < kOwnedShards) [[likely]]
+            c.store(c.load(sync::memory_order_relaxed) + d, sync::memory_order_relaxed);  // one writer
+        else
+            c.fetch_add(d, sync::memory_order_relaxed);
     }
     int64_t get(Vmstat i) const {
         int64_t sum = 0;
@@ -55,14 +64,22 @@ public:
     bool get(std::string_view name, int64_t* out) const;
     static std::string_view name(Vmstat i);
 
+    static constexpr size_t kOwnedShards = 64;
+
 private:
-    static constexpr size_t kShards = 16;
-    // The calling thread's shard, handed out round-robin at its first use.
-    static size_t shard_index();
+    // The calling thread's shard: one it owns, or kOwnedShards (shared).
+    static size_t shard_index() {
+        if (t_shard == kUnclaimed) [[unlikely]] t_shard = claim_shard();
+        return t_shard;
+    }
+    static size_t claim_shard();
+    friend struct ShardRelease;
+    static constexpr size_t kUnclaimed = ~size_t{0};
+    static thread_local size_t t_shard;
     struct alignas(64) Shard {
         std::array<sync::Atomic<int64_t>, static_cast<size_t>(Vmstat::nr_vmstat_items)> v{};
     };
-    std::array<Shard, kShards> shards_{};
+    std::array<Shard, kOwnedShards + 1> shards_{};
 };
 
 }  // namespace pl

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Regenerates the model-vs-kernel table of docs/PERFORMANCE.md:
 #   tests/bench/perf_table.sh BUILD/tools/pinlab [SIZES_MIB...] > table.md
+# (REPEATS, BACKINGS="4k thp hugetlb" and CMDS="-u -a -L" narrow it down.)
 # Each row is one `pinlab bench --compare-kernel --format json` run; the
 # rows are printed as they finish (Markdown), one run at a time. Per size,
 # backing and command: -j 1, -j 2 (gup_test's threads: same start), and
@@ -13,9 +14,9 @@ REPEATS=${REPEATS:-5}
 echo "| size | backing | cmd | threads | model get ns/pg | model put ns/pg | model ns/pg | model Mpages/s | x -j1 | huge | kernel door | kernel ns/pg | model/kernel |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for m in $SIZES; do
-	for backing in 4k thp hugetlb; do
+	for backing in ${BACKINGS:-4k thp hugetlb}; do
 		case $backing in 4k) b="-T" ;; thp) b="-t" ;; hugetlb) b="-H" ;; esac
-		for cmd in -u -a -L; do
+		for cmd in ${CMDS:--u -a -L}; do
 			base=""
 			for j in "1" "2" "2 --stagger"; do
 				# shellcheck disable=SC2086
