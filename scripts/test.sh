@@ -5,7 +5,7 @@
 #   tsan     Debug + ThreadSanitizer: builds pinlab_unit only and runs the
 #            tests labelled `tsan` (gtest suites named *Concurrent or *Tsan)
 #   fuzz     clang 14 + libFuzzer: builds only the scenario parser fuzz
-#            target and runs it for 20 s (PINLAB_FUZZ_SECONDS)
+#            target and runs it for 10 s (PINLAB_FUZZ_SECONDS)
 # Every preset runs even if an earlier one failed; the exit status is non-zero
 # if any configure, build or test step failed.
 #
