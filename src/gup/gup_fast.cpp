@@ -82,27 +82,21 @@ Folio* grab_fast(Walk& w, Page* page, int refs) {
         w.mem.folio_put_refs(folio, taken);
         return nullptr;
     }
-    if (one_step) {
-        w.k.vmstat.add(Vmstat::nr_foll_pin_acquired, refs);
-        pin_track_grab(w.k, folio, refs, w.flags);
-        return folio;
-    }
     if (!(w.flags & FOLL_PIN)) {
         pin_track_grab(w.k, folio, refs, w.flags);
         return folio;
     }
-    if ((w.flags & FOLL_LONGTERM) && !folio_is_longterm_pinnable(w.mem, folio)) {
-        w.mem.folio_put_refs(folio, refs);
-        trace::fast_stop(0, 0, w.flags, "FOLL_LONGTERM and the folio is not longterm-pinnable (movable, CMA, fsdax): the slow path migrates it");
-        return nullptr;
-    }
-    if (w.mem.is_zero_folio(folio)) {
-        w.mem.folio_put_refs(folio, refs);  // the 4 KiB zero page is never pinned (as try_grab_folio())
-    } else {
-        if (folio->is_large()) folio->pincount_add(refs);
+    if (!one_step) {
+        if ((w.flags & FOLL_LONGTERM) && !folio_is_longterm_pinnable(w.mem, folio)) {
+            w.mem.folio_put_refs(folio, refs);
+            trace::fast_stop(0, 0, w.flags, "FOLL_LONGTERM and the folio is not longterm-pinnable (movable, CMA, fsdax): the slow path migrates it");
+            return nullptr;
+        }
+        if (w.mem.is_zero_folio(folio)) w.mem.folio_put_refs(folio, refs);  // never pinned (as try_grab_folio())
+        else if (folio->is_large()) folio->pincount_add(refs);
         else folio->ref_add(refs * (GUP_PIN_COUNTING_BIAS - 1));
-        w.k.vmstat.add(Vmstat::nr_foll_pin_acquired, refs);
     }
+    if (!w.mem.is_zero_folio(folio)) w.k.vmstat.add(Vmstat::nr_foll_pin_acquired, refs);
     pin_track_grab(w.k, folio, refs, w.flags);
     return folio;
 }

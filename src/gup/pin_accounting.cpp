@@ -72,15 +72,10 @@ namespace {
 
 Page* P(page* p) { return reinterpret_cast<Page*>(p); }
 
-// Drops `refs` pins of the folio `p` belongs to. Unpinning what is not pinned
-// is reported by the pin tracker ("unpin_not_pinned", "double_unpin") and
-// releases nothing.
-void unpin_refs(Folio* f, int refs) {
-    if (Kernel* k = gup_pinned_kernel(f)) gup_put_folio(*k, f, refs, FOLL_PIN);
-}
-
-// unpin_refs() over an array: the kernel found for one folio serves the
-// next ones while they are in its memory map.
+// Drops `refs` pins of a folio. Unpinning what is not pinned is reported by
+// the pin tracker ("unpin_not_pinned", "double_unpin") and releases nothing.
+// Over an array, the kernel found for one folio serves the next ones while
+// they are in its memory map.
 class Unpinner {
 public:
     void operator()(Folio* f, int refs) {
@@ -91,6 +86,8 @@ public:
 private:
     Kernel* k_ = nullptr;
 };
+
+void unpin_refs(Folio* f, int refs) { Unpinner{}(f, refs); }
 
 // Length of the run of entries [i, n) belonging to the same folio.
 unsigned long run_of(page** pages, unsigned long i, unsigned long n, Folio* f) {

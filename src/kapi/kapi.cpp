@@ -112,8 +112,6 @@ Kernel* kernel_of_page(const Page* p) {
     return nullptr;
 }
 
-// The kernel to account more pins to: the one owning the folio's frames.
-Kernel* pin_kernel_of(Folio* f) { return kernel_of_page(f->head()); }
 
 }  // namespace
 
@@ -627,7 +625,7 @@ int folio_is_longterm_pinnable(folio* f) {
 void folio_add_pin(folio* cf) {
     if (!cf) return;
     Folio* f = F(cf);
-    Kernel* k = pin_kernel_of(f);
+    Kernel* k = kernel_of_page(f->head());
     if (!k || k->mem->is_zero_folio(f)) return;  // the 4 KiB zero page is never pinned; the huge one is
     // Only for a folio the caller has pinned already (WARN_ON_ONCE upstream).
     if (f->is_large() ? f->pincount() < 1 : f->ref_count() < GUP_PIN_COUNTING_BIAS)
@@ -641,7 +639,7 @@ int folio_add_pins(folio* cf, unsigned int pins) {
     constexpr unsigned kMaxPins = (1u << 21) - 1;
     if (pins > kMaxPins) return static_cast<int>(einval("folio_add_pins", "pins"));
     Folio* f = F(cf);
-    Kernel* k = pin_kernel_of(f);
+    Kernel* k = kernel_of_page(f->head());
     if (!k) return static_cast<int>(einval("folio_add_pins", "folio"));
     if (!f->maybe_dma_pinned()) k->warn("folio_add_pins", "folio is not pinned");
     Status s = try_grab_folio(*k, f, static_cast<int>(pins), FOLL_PIN);
