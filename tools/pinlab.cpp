@@ -14,6 +14,7 @@
 
 #include "bench_cmd.h"
 #include "conform_cmd.h"
+#include "explore_cmd.h"
 #include "json_text.h"
 #include "manpage.h"
 #ifdef PINLAB_HAVE_NLOHMANN_JSON
@@ -261,6 +262,7 @@ int main(int argc, char** argv) {
     run_cmd->add_option("--era", run_args.era, "Kernel era for every scenario (as --config era=E)");
     pl::tools::BenchCommand bench(app);  // pinlab bench (tools/bench_cmd.cpp)
     pl::tools::ConformCommand conform(app);  // pinlab conform (tools/conform_cmd.cpp)
+    pl::tools::ExploreCommand explore(app);  // pinlab explore (tools/explore_cmd.cpp)
     std::string explain_target, explain_colour = "auto", explain_era;
     std::vector<std::string> explain_config;
     auto* explain_cmd = app.add_subcommand("explain", "Run one scenario and tell the story of each step (or of the step at LINE)");
@@ -293,6 +295,7 @@ int main(int argc, char** argv) {
     if (run_cmd->parsed()) return run_scenarios(run_args);
     if (bench.parsed()) return bench.run(config);
     if (conform.parsed()) return conform.run();
+    if (explore.parsed()) return explore.run();
     if (explain_cmd->parsed()) {
         pl::scenario::ExplainOptions o;
         for (const std::string& c : explain_config) o.extra_config += (o.extra_config.empty() ? "" : " ") + c;

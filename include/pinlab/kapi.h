@@ -45,6 +45,12 @@ struct pl_file;         /* an open file or device */
 struct pl_kernel *pl_kernel_new(const char *config);
 /* Tears everything down: tasks exit, files close, memory is released. */
 void pl_kernel_free(struct pl_kernel *k);
+/* Gives up a kernel whose invariants broke, without tearing it down (that
+ * may wait forever, e.g. truncating a page cache that holds a folio at
+ * refcount 0): the process-wide registries forget it (its pin-tracker
+ * records, the page-to-kernel lookup), so that later kernels in the process
+ * behave as in a fresh one; its memory is leaked on purpose. */
+void pl_kernel_abandon(struct pl_kernel *k);
 /* Why the last call on this thread failed ("" if it did not). */
 const char *pl_last_error(void);
 /* The configuration in effect, in canonical key=value form. */
@@ -197,6 +203,20 @@ long pl_write(struct task_struct *t, unsigned long addr, const void *buf, unsign
 long pl_read(struct task_struct *t, unsigned long addr, void *buf, unsigned long len);
 /* memset() through the page tables. */
 long pl_memset(struct task_struct *t, unsigned long addr, int c, unsigned long len);
+
+/* access_process_vm() (mm/memory.c __access_remote_vm()): a debugger's view
+ * of t's memory, as ptrace(PEEKDATA/POKEDATA) and /proc/PID/mem use it. Each
+ * page is taken with get_user_pages_remote(gup_flags, a FOLL_GET reference)
+ * under t's mmap_read_lock, copied into (gup_flags & FOLL_WRITE) or out of,
+ * set_page_dirty_lock()ed after a write and put_page()d. /proc/PID/mem passes
+ * FOLL_FORCE [| FOLL_WRITE]: FOLL_FORCE writes a read-only private mapping by
+ * breaking COW (never the file; Dirty COW, CVE-2016-5195, in era v4.8).
+ * Returns the bytes copied, stopping at the first page GUP refuses (0 when
+ * it is the first, or t has no mm: /proc/PID/mem turns that into -EIO);
+ * -EINVAL for a NULL t, a NULL buf with len, or FOLL_GET/FOLL_PIN/
+ * FOLL_LONGTERM in gup_flags (the call takes its own references). */
+long pl_access_process_vm(struct task_struct *t, unsigned long addr, void *buf, unsigned long len,
+                          unsigned int gup_flags);
 
 /* ---- the device's view: a frame's bytes, as DMA sees them --------------------- */
 int pl_page_read(struct page *p, unsigned int off, void *buf, unsigned int len);

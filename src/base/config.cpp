@@ -33,7 +33,7 @@ struct KeyInfo {
     std::string_view key, description;
 };
 
-constexpr std::array<KeyInfo, 18> kKeys{{
+constexpr std::array<KeyInfo, 21> kKeys{{
     {"era", "kernel era whose historical behaviour is modelled"},
     {"ram", "simulated RAM (bytes; K/M/G/T suffixes)"},
     {"movable", "part of RAM placed in ZONE_MOVABLE (movablecore=)"},
@@ -52,6 +52,9 @@ constexpr std::array<KeyInfo, 18> kKeys{{
     {"dmabuf.refuse_private", "seed 003 thread (never merged): MAP_PRIVATE mmap of a dma-buf fails with -EINVAL"},
     {"fault_around_bytes", "debugfs fault_around_bytes: file read faults also map the cached pages of this aligned window (do_fault_around); 4K turns it off"},
     {"readahead_kb", "bdi read_ahead_kb of the disk file systems: a major file read fault reads this window around the page (do_sync_mmap_readahead); 0 reads just the page"},
+    {"gup.fast_fork_seqcount", "a FOLL_PIN gup_fast() gives up while fork's copy_page_range() holds mm->write_protect_seq (57efa1fe5957, v5.11); default off before era v5.11 unless given; off: GUP-fast can pin a page fork is sharing (race examples/races/gup_fast_vs_fork.pin)"},
+    {"mm.pt_free_rcu", "free_pgtables() frees page tables after an RCU grace period that GUP-fast's lockless walk holds off (IRQs off / MMU_GATHER_RCU_TABLE_FREE); off: freed at once (quarantined and poisoned, GUP-fast WARNs on reading one; examples/races/gup_fast_vs_munmap.pin)"},
+    {"gup.fast_pte_recheck", "gup_fast_pte_range() re-reads the PTE after grabbing the folio and backs off if it changed; off: a pin can land on a folio migration just unmapped (examples/races/longterm_pin_vs_migration.pin)"},
 }};
 
 }  // namespace
@@ -141,6 +144,9 @@ Status Config::set(std::string_view key, std::string_view value, std::string* wh
     if (key == "gup.foll_same_file") return switch_key(gup_foll_same_file);
     if (key == "dmabuf.require_pfnmap") return switch_key(dmabuf_require_pfnmap);
     if (key == "dmabuf.refuse_private") return switch_key(dmabuf_refuse_private);
+    if (key == "gup.fast_fork_seqcount") return switch_key(gup_fast_fork_seqcount);
+    if (key == "mm.pt_free_rcu") return switch_key(mm_pt_free_rcu);
+    if (key == "gup.fast_pte_recheck") return switch_key(gup_fast_pte_recheck);
     if (key == "fault_around_bytes") {
         // fault_around_bytes_set(): more than a PTE table's worth is -EINVAL.
         uint64_t v = 0;
@@ -183,6 +189,9 @@ Result<Config> Config::parse(std::string_view text) {
         }
         i = j;
     }
+    // Era-dependent defaults, unless the key was given: before v5.11 fork
+    // had no write_protect_seq (57efa1fe5957).
+    if (text.find("gup.fast_fork_seqcount=") == std::string_view::npos) c.gup_fast_fork_seqcount = c.era_at_least(Era::v5_11);
     // Cross-key checks.
     auto fail = [](std::string m) -> Result<Config> { t_last_error = std::move(m); return Error(EINVAL); };
     if (c.ram < (64ULL << 20) || c.ram % (2ULL << 20))
@@ -234,6 +243,9 @@ std::string Config::to_string() const {
     s += std::string(" dmabuf.refuse_private=") + (dmabuf_refuse_private ? "on" : "off");
     s += " fault_around_bytes=" + format_size(fault_around_bytes);
     s += " readahead_kb=" + std::to_string(readahead_kb);
+    s += std::string(" gup.fast_fork_seqcount=") + (gup_fast_fork_seqcount ? "on" : "off");
+    s += std::string(" mm.pt_free_rcu=") + (mm_pt_free_rcu ? "on" : "off");
+    s += std::string(" gup.fast_pte_recheck=") + (gup_fast_pte_recheck ? "on" : "off");
     return s;
 }
 

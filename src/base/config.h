@@ -63,6 +63,17 @@ struct Config {
     // mmap read-around window of a major file fault (do_sync_mmap_readahead())
     // is this many KiB; 0 reads only the faulting page.
     uint64_t readahead_kb = 128;
+    // Protections of the lockless GUP-fast walk that a race scenario can
+    // switch off (docs/FIDELITY.md, "Protections that can be switched off"):
+    // gup_fast() gives up a FOLL_PIN walk when fork's write_protect_seq is
+    // odd or moved (57efa1fe5957, v5.11; off by default before era v5.11);
+    // page tables are freed after an RCU grace period, which GUP-fast's
+    // walk blocks (upstream: IRQs off against the IPI or
+    // MMU_GATHER_RCU_TABLE_FREE); gup_fast_pte_range() re-reads the PTE
+    // after grabbing the folio.
+    bool gup_fast_fork_seqcount = true;
+    bool mm_pt_free_rcu = true;
+    bool gup_fast_pte_recheck = true;
 
     bool era_at_least(Era e) const { return era >= e; }
 

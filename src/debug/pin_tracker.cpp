@@ -242,6 +242,10 @@ void drop_cached_desc() {
     t_desc = nullptr;
 }
 
+// A thread the explorer reuses must not carry a record cached by its last
+// model thread into the next (sync::ThreadReuseHooks).
+[[maybe_unused]] const bool kReuseHooks = sync::register_thread_reuse_hooks({nullptr, &drop_cached_desc});
+
 // ---- spilled folios: the side table -----------------------------------------------
 
 struct Entry {

@@ -101,6 +101,7 @@ std::string vm_fault_names(unsigned r) {
     return flag_names<unsigned>(r, {{VM_FAULT_OOM, "OOM"},
                                     {VM_FAULT_SIGBUS, "SIGBUS"},
                                     {VM_FAULT_MAJOR, "MAJOR"},
+                                    {VM_FAULT_WRITE, "WRITE"},
                                     {VM_FAULT_HWPOISON, "HWPOISON"},
                                     {VM_FAULT_HWPOISON_LARGE, "HWPOISON_LARGE"},
                                     {VM_FAULT_SIGSEGV, "SIGSEGV"},

@@ -1,5 +1,6 @@
 #include "explore/explorer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <tuple>
@@ -15,13 +16,37 @@ using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 std::unique_ptr<Strategy> make_strategy(const ExploreOptions& o) {
+    const uint64_t seed = shard_seed(o.seed, o.shard_index, o.shard_count);
     switch (o.strategy) {
-    case StrategyKind::Random: return std::make_unique<RandomStrategy>(o.seed);
-    case StrategyKind::Pct: return std::make_unique<PctStrategy>(o.seed, o.pct_depth);
-    case StrategyKind::Bounded: return std::make_unique<BoundedStrategy>(o.bound);
+    case StrategyKind::Random: return std::make_unique<RandomStrategy>(seed);
+    case StrategyKind::Pct: return std::make_unique<PctStrategy>(seed, o.pct_depth);
+    case StrategyKind::Bounded: {
+        auto b = std::make_unique<BoundedStrategy>(o.bound);
+        b->set_shard(o.shard_index, o.shard_count);
+        return b;
+    }
     }
     return nullptr;
 }
+
+// Passes every decision of `inner` on to `fn` (replay()'s on_decision).
+class WatchedStrategy final : public Strategy {
+public:
+    WatchedStrategy(Strategy& inner, const std::function<void(const Choice&, int)>& fn) : inner_(inner), fn_(fn) {}
+    bool next_execution() override { return inner_.next_execution(); }
+    int choose(const Choice& c, std::string* why) override {
+        const int t = inner_.choose(c, why);
+        fn_(c, t);
+        return t;
+    }
+    int choose_value(const ValueChoice& c, std::string* why) override { return inner_.choose_value(c, why); }
+    std::optional<std::string> finish_execution(uint64_t steps) override { return inner_.finish_execution(steps); }
+    bool exhausted() const override { return inner_.exhausted(); }
+
+private:
+    Strategy& inner_;
+    const std::function<void(const Choice&, int)>& fn_;
+};
 
 auto size_key(const RunRecord& r) { return std::make_tuple(r.preemptions, r.steps, r.schedule.choices.size()); }
 
@@ -47,7 +72,7 @@ RunRecord shrink(const TestFn& test, RunRecord best, const ExploreOptions& o, ui
         if (budget == 0) return false;
         --budget;
         ++*executions;
-        ReplayStrategy rs(Schedule{std::move(choices)}, ReplayStrategy::Mode::Lenient);
+        ReplayStrategy rs(Schedule{std::move(choices), best.schedule.values}, ReplayStrategy::Mode::Lenient);
         (void)rs.next_execution();
         RunRecord r = run_execution(test, rs, o.limits);
         return better(r);
@@ -70,6 +95,25 @@ RunRecord shrink(const TestFn& test, RunRecord best, const ExploreOptions& o, ui
             }
         }
     };
+    // A random or PCT schedule may preempt dozens of times where one or two
+    // suffice: a short bounded search at bounds 0..2 first finds such a
+    // shallow failure far sooner than editing preemptions one at a time.
+    for (int b = 0; b < std::min(best.preemptions, 3) && budget > 0; ++b) {
+        BoundedStrategy bs(b);
+        uint64_t left = std::min<uint64_t>(budget, o.shrink_executions / 4 + 1);
+        bool found = false;
+        while (left > 0 && budget > 0 && bs.next_execution()) {
+            --left;
+            --budget;
+            ++*executions;
+            RunRecord r = run_execution(test, bs, o.limits);
+            if (better(r)) {
+                found = true;
+                break;
+            }
+        }
+        if (found) break;
+    }
     edits();
     if (best.preemptions > 0 && budget > 0) {
         BoundedStrategy bs(best.preemptions - 1);
@@ -95,6 +139,15 @@ void warm_up(const TestFn& test, SchedulerLimits limits) {
 }
 
 }  // namespace
+
+uint64_t shard_seed(uint64_t seed, int index, int count) {
+    if (count <= 1) return seed;
+    // splitmix64 of (seed, index): parts draw unrelated streams.
+    uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (static_cast<uint64_t>(index) + 1);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
 
 const char* to_string(StrategyKind k) {
     switch (k) {
@@ -152,9 +205,17 @@ ExploreResult explore(const ExploreOptions& o, const TestFn& test) {
     auto* bounded = dynamic_cast<BoundedStrategy*>(strategy.get());
     if (o.warm_up == ExploreOptions::WarmUp::Yes) warm_up(test, o.limits);
     const auto t0 = Clock::now();
+    double next_progress = o.progress_seconds;
     while (true) {
         if (o.max_executions && res.executions >= o.max_executions) break;
-        if (o.max_seconds > 0 && since(t0) >= o.max_seconds) break;
+        if (o.max_seconds > 0 || o.progress) {
+            res.seconds = since(t0);
+            if (o.max_seconds > 0 && res.seconds >= o.max_seconds) break;
+            if (o.progress && res.seconds >= next_progress) {
+                o.progress(res);
+                next_progress = res.seconds + o.progress_seconds;
+            }
+        }
         if (!strategy->next_execution()) {
             res.exhausted = strategy->exhausted();
             break;
@@ -176,7 +237,8 @@ ExploreResult explore(const ExploreOptions& o, const TestFn& test) {
     return res;
 }
 
-RunRecord replay(const TestFn& test, std::string_view schedule, SchedulerLimits limits) {
+RunRecord replay(const TestFn& test, std::string_view schedule, SchedulerLimits limits,
+                 const std::function<void(const Choice&, int)>& on_decision) {
     std::string err;
     std::optional<Schedule> s = parse_schedule(schedule, &err);
     if (!s) {
@@ -187,7 +249,9 @@ RunRecord replay(const TestFn& test, std::string_view schedule, SchedulerLimits 
     warm_up(test, limits);
     ReplayStrategy rs(std::move(*s), ReplayStrategy::Mode::Strict);
     (void)rs.next_execution();
-    return run_execution(test, rs, limits);
+    if (!on_decision) return run_execution(test, rs, limits);
+    WatchedStrategy watched(rs, on_decision);
+    return run_execution(test, watched, limits);
 }
 
 std::string ExploreResult::summary() const {

@@ -38,6 +38,8 @@ using TestFn = std::function<Execution()>;
 enum class StrategyKind : uint8_t { Random, Pct, Bounded };
 const char* to_string(StrategyKind k);
 
+struct ExploreResult;
+
 struct ExploreOptions {
     StrategyKind strategy = StrategyKind::Random;
     uint64_t seed = 1;
@@ -51,7 +53,21 @@ struct ExploreOptions {
     // Run one execution, not counted, before exploring: see warm_up() in
     // explorer.cpp (the model's lazy process-wide initialisation).
     enum class WarmUp : uint8_t { No, Yes } warm_up = WarmUp::Yes;
+    // Called from explore()'s loop about every progress_seconds with the
+    // result so far (executions, seconds, the bound reached).
+    std::function<void(const ExploreResult&)> progress;
+    double progress_seconds = 0.25;
+    // Part shard_index (0-based) of a campaign split into shard_count
+    // independent parts whose results merge (pinlab explore --shard I/N):
+    // Random and Pct draw from a seed of their own per part (each part runs
+    // max_executions); Bounded parts split the preemption-bounded tree by
+    // where a schedule first preempts (see BoundedStrategy::set_shard()).
+    int shard_index = 0;
+    int shard_count = 1;
 };
+
+// The seed part `index` of `count` draws from (the seed itself when count is 1).
+uint64_t shard_seed(uint64_t seed, int index, int count);
 
 struct ExploreResult {
     uint64_t executions = 0;  // exploring, shrinking excluded
@@ -73,7 +89,10 @@ ExploreResult explore(const ExploreOptions& opts, const TestFn& test);
 // Reruns `schedule` (Schedule text form) exactly, after one warm-up
 // execution; a schedule that does not parse or does not fit the execution is
 // a Diverged violation.
-RunRecord replay(const TestFn& test, std::string_view schedule, SchedulerLimits limits = {});
+// `on_decision` (optional) sees every decision point of the replayed
+// execution and the thread chosen there (pinlab explore --replay's explain).
+RunRecord replay(const TestFn& test, std::string_view schedule, SchedulerLimits limits = {},
+                 const std::function<void(const Choice&, int)>& on_decision = {});
 
 // One execution of `test` under `strategy` (after its next_execution()).
 RunRecord run_execution(const TestFn& test, Strategy& strategy, SchedulerLimits limits);

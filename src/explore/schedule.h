@@ -12,12 +12,18 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace pl::explore {
 
 struct Schedule {
-    std::vector<uint16_t> choices;
+    Schedule() = default;
+    explicit Schedule(std::vector<uint16_t> c, std::vector<uint16_t> v = {})
+        : choices(std::move(c)), values(std::move(v)) {}
+
+    std::vector<uint16_t> choices;  // the thread that ran, per decision point
+    std::vector<uint16_t> values;   // the value picked, per sync::choose() call
 
     bool operator==(const Schedule&) const = default;
 };

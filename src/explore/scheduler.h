@@ -10,12 +10,17 @@
 // execution's Schedule: replaying them reproduces the execution exactly, as
 // long as the model itself is deterministic.
 //
-// The baton is the scheduler's own std::mutex and condition variables, not
-// src/base/sync's: those announce themselves here and would recurse.
+// The model threads run on a process-wide pool of OS threads, reused from
+// one execution to the next (creating and joining a thread per body per
+// execution was most of an execution's cost); src/base/sync's
+// ThreadReuseHooks make a reused thread look fresh to the model. The baton
+// is a futex word per pooled thread (yield for 20 us, then sleep), not
+// src/base/sync's primitives: those announce themselves here and would
+// recurse. While the baton is held, the scheduler's state belongs to its
+// holder; a mutex guards only aborting and a thread's exit.
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -80,38 +85,55 @@ public:
     DeterministicScheduler(const DeterministicScheduler&) = delete;
     DeterministicScheduler& operator=(const DeterministicScheduler&) = delete;
 
-    // Runs one execution: a std::thread per body, serialised; returns when
-    // all have ended. Usable once.
+    // Runs one execution: each body on a pooled OS thread, serialised;
+    // returns when all have ended. Usable once.
     RunRecord run(const std::vector<std::function<void()>>& bodies);
 
     void at_point(sync::Point p, const void* addr) override;
     void blocked(const void* addr) override;
+    unsigned choose(unsigned n, const void* addr) override;
+
+    // Ends the pooled OS threads that are idle now (all of them, when no
+    // execution runs) and returns how many: the next executions start on
+    // fresh threads. For tests (a reused thread must behave as a fresh one)
+    // and for a clean exit; never needed otherwise.
+    static size_t release_idle_threads();
+
+    struct Worker;  // a pooled OS thread (scheduler.cpp)
+    class Gate;     // a futex word: the baton (scheduler.cpp)
 
 private:
     enum class State : uint8_t { Runnable, Blocked, Done };
 
     void thread_main(int self, const std::function<void()>& body);
     void on_exit(int self);
-    int decide(int current);  // under mu_; -1 when the execution was aborted
+    int decide(int current);  // baton held; -1 when the execution was aborted
     void collect(State want);
     void unblock_all();
-    void hand_to(int next);
-    void wait_turn(int self, std::unique_lock<std::mutex>& lk);
-    void abort_locked(ViolationKind kind, std::string message);
-    bool count_step();  // under mu_; false when the step limit was hit
+    void switch_to(int self, int next);  // baton held: pass it on and wait for it
+    void abort(ViolationKind kind, std::string message);
+    bool count_step();  // baton held; false when the step limit was hit
+    bool aborting() const { return aborting_.load(std::memory_order_acquire); }
 
     Strategy& strategy_;
     SchedulerLimits limits_;
     std::function<std::optional<std::string>()> invariant_;
     std::atomic<bool> in_invariant_{false};
+    std::atomic<bool> aborting_{false};
+    // Mirrors for the watchdog (the main thread), which holds no baton.
+    std::atomic<uint64_t> progress_{0};
+    std::atomic<int> running_{-1};
 
-    std::mutex mu_;
-    std::unique_ptr<std::condition_variable[]> turn_;  // one per thread
-    std::condition_variable done_;
+    // Guards aborting (the violation, waking every thread) against threads
+    // exiting; never taken on the path of an ordinary step.
+    std::mutex ctl_mu_;
+    std::vector<uint8_t> exited_;  // under ctl_mu_
+    int finished_ = 0;             // under ctl_mu_
+    std::vector<Worker*> workers_;
+    Gate* done_ = nullptr;    // the caller's: posted by the last thread to end
+
+    // Owned by the baton's holder.
     int n_ = 0;
-    int current_ = -1;
-    int finished_ = 0;
-    bool aborting_ = false;
     int no_progress_rounds_ = 0;
     std::vector<State> state_;
     std::vector<const void*> waiting_on_;

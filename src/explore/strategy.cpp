@@ -30,6 +30,8 @@ int RandomStrategy::choose(const Choice& c, std::string*) {
     return c.runnable[below(rng_, c.runnable.size())];
 }
 
+int RandomStrategy::choose_value(const ValueChoice& c, std::string*) { return static_cast<int>(below(rng_, c.n)); }
+
 // ---- PCT -------------------------------------------------------------------
 
 PctStrategy::PctStrategy(uint64_t seed, int depth, uint64_t initial_steps)
@@ -70,6 +72,8 @@ int PctStrategy::choose(const Choice& c, std::string*) {
     return h;
 }
 
+int PctStrategy::choose_value(const ValueChoice& c, std::string*) { return static_cast<int>(below(rng_, c.n)); }
+
 std::optional<std::string> PctStrategy::finish_execution(uint64_t steps) {
     // The initial guess only stands until an execution has been seen.
     est_steps_ = observed_ ? std::max(est_steps_, steps) : std::max<uint64_t>(steps, 1);
@@ -102,14 +106,19 @@ bool BoundedStrategy::next_execution() {
     return true;
 }
 
+std::string BoundedStrategy::mismatch(const Frame& f, const std::string& offered) const {
+    const std::string earlier = f.current == kValueFrame ? "a choice among " + std::to_string(f.runnable.size()) + " values"
+                                                         : "threads " + list(f.runnable);
+    return "nondeterministic model: decision point " + std::to_string(pos_) + " offered " + offered +
+           " where an earlier execution of the same prefix offered " + earlier;
+}
+
 int BoundedStrategy::choose(const Choice& c, std::string* why) {
     if (pos_ < stack_.size()) {
         const Frame& f = stack_[pos_];
         if (f.current != c.current || !std::equal(f.runnable.begin(), f.runnable.end(), c.runnable.begin(),
                                                   c.runnable.end())) {
-            if (why)
-                *why = "nondeterministic model: decision point " + std::to_string(pos_) + " offered threads " +
-                       list(c.runnable) + " where an earlier execution of the same prefix offered " + list(f.runnable);
+            if (why) *why = mismatch(f, "threads " + list(c.runnable));
             return -1;
         }
         ++pos_;
@@ -121,11 +130,33 @@ int BoundedStrategy::choose(const Choice& c, std::string* why) {
     for (auto it = c.runnable.rbegin(); it != c.runnable.rend(); ++it) {
         if (*it == f.chosen) continue;
         const int cost = (c.current >= 0 && *it != c.current) ? 1 : 0;
-        if (preemptions_ + cost <= bound_) f.alternatives.push_back(*it);
+        if (preemptions_ + cost > bound_) continue;
+        // A first preemption here: only in the part this decision point falls to.
+        if (cost && preemptions_ == 0 && static_cast<int>(stack_.size() % static_cast<size_t>(shard_count_)) != shard_index_)
+            continue;
+        f.alternatives.push_back(*it);
     }
     stack_.push_back(std::move(f));
     ++pos_;
     return stack_.back().chosen;
+}
+
+int BoundedStrategy::choose_value(const ValueChoice& c, std::string* why) {
+    if (pos_ < stack_.size()) {
+        const Frame& f = stack_[pos_];
+        if (f.current != kValueFrame || f.runnable.size() != c.n) {
+            if (why) *why = mismatch(f, "a choice among " + std::to_string(c.n) + " values");
+            return -1;
+        }
+        ++pos_;
+        return f.chosen;
+    }
+    Frame f{{}, kValueFrame, 0, {}};
+    for (unsigned v = 0; v < c.n; ++v) f.runnable.push_back(static_cast<int>(v));
+    for (unsigned v = c.n; v-- > 1;) f.alternatives.push_back(static_cast<int>(v));  // 1 runs next
+    stack_.push_back(std::move(f));
+    ++pos_;
+    return 0;
 }
 
 // ---- replay ------------------------------------------------------------------
@@ -134,6 +165,7 @@ bool ReplayStrategy::next_execution() {
     if (ran_) return false;
     ran_ = true;
     pos_ = 0;
+    value_pos_ = 0;
     return true;
 }
 
@@ -154,10 +186,30 @@ int ReplayStrategy::choose(const Choice& c, std::string* why) {
     return -1;
 }
 
+int ReplayStrategy::choose_value(const ValueChoice& c, std::string* why) {
+    if (value_pos_ < schedule_.values.size()) {
+        const unsigned want = schedule_.values[value_pos_++];
+        if (want < c.n) return static_cast<int>(want);
+        if (mode_ == Mode::Lenient) return 0;
+        if (why)
+            *why = "schedule diverged at value " + std::to_string(value_pos_ - 1) + ": " + std::to_string(want) +
+                   " is not below " + std::to_string(c.n);
+        return -1;
+    }
+    if (mode_ == Mode::Lenient) return 0;
+    if (why)
+        *why = "schedule diverged: it has " + std::to_string(schedule_.values.size()) +
+               " values but the model made another choice";
+    return -1;
+}
+
 std::optional<std::string> ReplayStrategy::finish_execution(uint64_t) {
     if (mode_ == Mode::Strict && pos_ < schedule_.choices.size())
         return "schedule diverged: the execution ended after " + std::to_string(pos_) + " of its " +
                std::to_string(schedule_.choices.size()) + " choices";
+    if (mode_ == Mode::Strict && value_pos_ < schedule_.values.size())
+        return "schedule diverged: the execution ended after " + std::to_string(value_pos_) + " of its " +
+               std::to_string(schedule_.values.size()) + " values";
     return std::nullopt;
 }
 

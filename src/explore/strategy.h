@@ -29,6 +29,15 @@ struct Choice {
     size_t index = 0;               // decision points so far in this execution
 };
 
+// A nondeterministic choice of the model itself (sync::choose()): a value
+// in [0, n) for the running thread.
+struct ValueChoice {
+    unsigned n = 2;
+    int thread = -1;     // the thread asking
+    uint64_t step = 0;   // scheduler steps so far in this execution
+    size_t index = 0;    // value choices so far in this execution
+};
+
 class Strategy {
 public:
     virtual ~Strategy() = default;
@@ -38,6 +47,9 @@ public:
     // A member of c.runnable, or -1 when the strategy cannot follow the
     // execution (a replayed schedule diverged); *why says how.
     virtual int choose(const Choice& c, std::string* why) = 0;
+    // A value in [0, c.n), or -1 when the strategy cannot follow the
+    // execution (*why says how). By default 0, the model's usual outcome.
+    virtual int choose_value(const ValueChoice& /*c*/, std::string* /*why*/) { return 0; }
     // After an execution that ran to its end: an error when the strategy
     // saw the execution go wrong (a replayed schedule not used up).
     virtual std::optional<std::string> finish_execution(uint64_t /*steps*/) { return std::nullopt; }
@@ -56,6 +68,7 @@ public:
     explicit RandomStrategy(uint64_t seed) : rng_(seed) {}
     bool next_execution() override { return true; }
     int choose(const Choice& c, std::string* why) override;
+    int choose_value(const ValueChoice& c, std::string* why) override;
 
 private:
     std::mt19937_64 rng_;
@@ -72,6 +85,8 @@ public:
     PctStrategy(uint64_t seed, int depth, uint64_t initial_steps = 64);
     bool next_execution() override;
     int choose(const Choice& c, std::string* why) override;
+    // Uniform: PCT's bound is about thread order only.
+    int choose_value(const ValueChoice& c, std::string* why) override;
     std::optional<std::string> finish_execution(uint64_t steps) override;
 
 private:
@@ -91,22 +106,34 @@ private:
 // replays the prefix of choices on the search stack and then lets threads go
 // on without preemption, pushing a frame at each new decision point; the next
 // execution flips the deepest frame that still has an alternative within the
-// bound. Switches forced by a thread blocking or exiting are free.
+// bound. Switches forced by a thread blocking or exiting are free, and so
+// are the model's value choices (every value is tried, 0 first).
 class BoundedStrategy final : public Strategy {
 public:
     explicit BoundedStrategy(int max_bound) : max_bound_(max_bound) {}
     bool next_execution() override;
     int choose(const Choice& c, std::string* why) override;
+    int choose_value(const ValueChoice& c, std::string* why) override;
     bool exhausted() const override { return exhausted_; }
     int bound() const { return bound_; }
+    // Explore only part `index` (0-based) of `count` of the tree: the
+    // schedules whose first preemption is at a decision point numbered
+    // index modulo count (the schedule without preemption runs in every
+    // part: the search needs it to find the decision points).
+    void set_shard(int index, int count) {
+        shard_count_ = count < 1 ? 1 : count;
+        shard_index_ = index < 0 ? 0 : index % shard_count_;
+    }
 
 private:
     struct Frame {
-        std::vector<int> runnable;
-        int current;
+        std::vector<int> runnable;      // a value choice: 0 .. n-1
+        int current;                    // a value choice: -2
         int chosen;
         std::vector<int> alternatives;  // still to try, last first
     };
+    static constexpr int kValueFrame = -2;
+    std::string mismatch(const Frame& f, const std::string& offered) const;
     int max_bound_;
     int bound_ = 0;
     bool started_ = false;
@@ -114,6 +141,8 @@ private:
     std::vector<Frame> stack_;
     size_t pos_ = 0;
     int preemptions_ = 0;  // in this execution so far
+    int shard_index_ = 0;
+    int shard_count_ = 1;
 };
 
 // Follows a schedule. Strict: any mismatch (a choice naming a thread that
@@ -126,6 +155,7 @@ public:
     ReplayStrategy(Schedule s, Mode mode) : schedule_(std::move(s)), mode_(mode) {}
     bool next_execution() override;
     int choose(const Choice& c, std::string* why) override;
+    int choose_value(const ValueChoice& c, std::string* why) override;  // lenient: 0 where it cannot follow
     std::optional<std::string> finish_execution(uint64_t steps) override;
 
 private:
@@ -133,6 +163,7 @@ private:
     Mode mode_;
     bool ran_ = false;
     size_t pos_ = 0;
+    size_t value_pos_ = 0;
 };
 
 }  // namespace pl::explore

@@ -7,7 +7,15 @@
 // then re-reads the entry and backs out if it changed. For FOLL_PIN it also
 // requires write_protect_seq unchanged across the walk, so a concurrent fork
 // that is sharing anonymous pages cannot have a page pinned under it.
+//
+// Three of these protections can be switched off for the race corpus
+// (examples/races/): gup.fast_fork_seqcount, gup.fast_pte_recheck and, on
+// the freeing side, mm.pt_free_rcu (a walk that then reads a freed, poisoned
+// table WARNs and treats the entry as not present).
 #include "gup/gup_fast.h"
+
+#include <cstdio>
+#include <string>
 
 #include "base/sync/rcu.h"
 #include "debug/pin_tracker.h"
@@ -149,6 +157,21 @@ bool record_leaf_pages(Walk& w, pfn_t pfn, vaddr_t addr, vaddr_t end, uint64_t s
     return true;
 }
 
+// An entry read from a table free_pgtables() freed under the walk
+// (mm.pt_free_rcu=off: no grace period held the free back). Upstream this
+// is a read of freed memory; the model's quarantine makes it detectable.
+bool freed_table(Walk& w, vaddr_t addr, entry_t e, PtLevel level) {
+    if (e != PageTable::kPoison) return false;
+    static constexpr const char* kLevel[] = {"PTE", "PMD", "PUD", "PGD"};
+    char where[32];
+    std::snprintf(where, sizeof where, "%#lx", static_cast<unsigned long>(addr));
+    w.k.warn("gup_fast", std::string("use-after-free of a page table: the lockless walk read a ") +
+                             kLevel[static_cast<int>(level)] + " entry for " + where +
+                             " from a table free_pgtables() already freed (mm.pt_free_rcu=off: no grace "
+                             "period held the free back); treated as not present");
+    return true;
+}
+
 // Walks [addr, end) and records what it can; returns false at the first entry
 // it cannot handle.
 bool walk_range(Walk& w, const MmStruct& mm, vaddr_t addr, vaddr_t end) {
@@ -160,6 +183,7 @@ bool walk_range(Walk& w, const MmStruct& mm, vaddr_t addr, vaddr_t end) {
         t = PageTable::table_of(e);
         entry_t* pud_slot = &t->e[pt_index(addr, PtLevel::Pud)];
         e = sync::load(*pud_slot);
+        if (freed_table(w, addr, e, PtLevel::Pud)) return false;
         if (is_leaf(e) && huge(e)) {
             if (!record_leaf_pages(w, pfn(e), addr, end, PUD_SIZE, pud_slot, e)) return false;
             addr = std::min(end, (addr & PUD_MASK) + PUD_SIZE);
@@ -169,6 +193,7 @@ bool walk_range(Walk& w, const MmStruct& mm, vaddr_t addr, vaddr_t end) {
         t = PageTable::table_of(e);
         entry_t* pmd_slot = &t->e[pt_index(addr, PtLevel::Pmd)];
         entry_t pmd = sync::load(*pmd_slot);
+        if (freed_table(w, addr, pmd, PtLevel::Pmd)) return false;
         if (is_leaf(pmd) && huge(pmd)) {
             if (!record_leaf_pages(w, pfn(pmd), addr, end, PMD_SIZE, pmd_slot, pmd)) return false;
             addr = std::min(end, (addr & PMD_MASK) + PMD_SIZE);
@@ -183,6 +208,7 @@ bool walk_range(Walk& w, const MmStruct& mm, vaddr_t addr, vaddr_t end) {
         for (; addr < pmd_end; addr += PAGE_SIZE) {
             entry_t* slot = &pt->e[pt_index(addr, PtLevel::Pte)];
             entry_t pte = sync::load(*slot);
+            if (freed_table(w, addr, pte, PtLevel::Pte)) return false;
             if (!present(pte)) return trace::fast_stop(addr, pte, w.flags, "no page (PTE not present)");
             if (pte & PROTNONE) return trace::fast_stop(addr, pte, w.flags, "PROT_NONE / NUMA-hinting PTE");
             if (!access_permitted(pte, w.write())) return trace::fast_stop(addr, pte, w.flags, "write to a R/O PTE");
@@ -200,7 +226,13 @@ bool walk_range(Walk& w, const MmStruct& mm, vaddr_t addr, vaddr_t end) {
             }
             Folio* folio = grab_fast(w, page, 1);
             if (!folio) return trace::fast_stop(addr, pte, w.flags, "could not grab the folio");
-            if (sync::load(*pmd_slot) != pmd || sync::load(*slot) != pte) {
+            // The recheck (gup_fast_pte_range()): an entry that changed
+            // since we read it — fork write-protected it, migration put a
+            // migration entry there — may no longer map the folio we hold.
+            // Without the PTE half (gup.fast_pte_recheck=off) a pin can
+            // outlive the mapping: migration's reference test has passed
+            // before our grab, and the pin stays on the old folio.
+            if (sync::load(*pmd_slot) != pmd || (cfg.gup_fast_pte_recheck && sync::load(*slot) != pte)) {
                 ungrab(w, folio, 1);
                 return trace::fast_stop(addr, pte, w.flags, "the entry changed under the walk");
             }
@@ -229,13 +261,17 @@ unsigned long gup_fast(MmStruct& mm, vaddr_t start, unsigned long nr_pages, unsi
     vaddr_t end = start + (nr_pages << PAGE_SHIFT);
     if (end <= start || end > TASK_SIZE + PAGE_SIZE) return 0;  // gup_fast_permitted()
     uint32_t seq = 0;
-    if ((gup_flags & FOLL_PIN) && !mm.write_protect_seq.try_begin(seq)) return trace::fast(start, nr_pages, 0);  // fork is copying
+    // gup.fast_fork_seqcount=off: the kernels before 57efa1fe5957 (v5.11),
+    // where nothing stopped a pin taken between fork's
+    // folio_try_dup_anon_rmap() and its write-protect of the PTE.
+    const bool fork_seq = (gup_flags & FOLL_PIN) && k.cfg.gup_fast_fork_seqcount;
+    if (fork_seq && !mm.write_protect_seq.try_begin(seq)) return trace::fast(start, nr_pages, 0);  // fork is copying
     Walk w{k, *k.mem, gup_flags, pages};
     {
         sync::RcuReadGuard irqs_off;
         (void)walk_range(w, mm, start, end);
     }
-    if ((gup_flags & FOLL_PIN) && mm.write_protect_seq.retry(seq)) {
+    if (fork_seq && mm.write_protect_seq.retry(seq)) {
         // fork() raced with us: undo everything (gup_fast_unpin_user_pages()).
         for (unsigned long i = 0; i < w.nr; ++i) gup_put_folio(k, page_folio(pages[i]), 1, gup_flags);
         return trace::fast(start, nr_pages, 0);

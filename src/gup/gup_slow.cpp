@@ -84,6 +84,13 @@ const Page* anon_exclusive_page(const Page* page, bool huge_leaf) {
 // can_follow_write_pte()/_pmd(): may a FOLL_WRITE follow a R/O entry?
 bool can_follow_write(const Vma& vma, pte::entry_t e, Page* page, unsigned flags, bool huge_leaf) {
     if (pte::write(e)) return true;
+    // v4.8 (follow_page_pte() before 19be0eaffa3a): a write follows writable
+    // PTEs only; faultin_page() drops FOLL_WRITE instead (Dirty COW).
+    // FOLL_COW (v4.9-v5.17) and PageAnonExclusive (v5.19) are both the check
+    // below: the page the fault COW-ed is known to be this mapping's own.
+    // Huge leaves keep it in every era: the model's huge write faults do not
+    // report VM_FAULT_WRITE, so a R/O huge leaf would be refaulted forever.
+    if (!huge_leaf && !vma.mm->kernel.cfg.era_at_least(Era::v5_3)) return false;
     // Only a FOLL_FORCE write into a private, R/O-but-MAYWRITE mapping whose
     // exclusive anon page the fault already COW-ed may proceed.
     if (!(flags & FOLL_FORCE)) return false;
@@ -102,6 +109,9 @@ bool can_follow_write(const Vma& vma, pte::entry_t e, Page* page, unsigned flags
 bool gup_must_unshare(const Vma* vma, unsigned flags, Page* page, bool huge_leaf) {
     // Only R/O pins must unshare.
     if ((flags & (FOLL_PIN | FOLL_WRITE)) != FOLL_PIN) return false;
+    // Before v5.8 a R/O GUP never broke COW (no PageAnonExclusive, no
+    // FAULT_FLAG_UNSHARE; 17839856fd58 forced a COW break from v5.8).
+    if (vma && !vma->mm->kernel.cfg.era_at_least(Era::v5_8)) return false;
     Folio* folio = page_folio(page);
     if (!folio->is_anon()) {
         // File (and zero) pages: only long-term R/O pins in COW mappings, so
@@ -220,7 +230,8 @@ bool gup_signal_pending(unsigned flags) {
 
 }  // namespace
 
-int faultin_page(Vma& vma, vaddr_t addr, unsigned flags, bool unshare, int* locked) {
+int faultin_page(Vma& vma, vaddr_t addr, unsigned* flags_p, bool unshare, int* locked) {
+    const unsigned flags = *flags_p;
     unsigned fault_flags = 0;
     if (flags & FOLL_NOFAULT) return -EFAULT;
     if (flags & FOLL_WRITE) fault_flags |= FAULT_FLAG_WRITE;
@@ -248,6 +259,16 @@ int faultin_page(Vma& vma, vaddr_t addr, unsigned flags, bool unshare, int* lock
     if (ret & VM_FAULT_RETRY) {
         if (!(fault_flags & FAULT_FLAG_RETRY_NOWAIT)) *locked = 0;
         return -EBUSY;
+    }
+    // v4.8 (before 19be0eaffa3a, "mm: remove gup_flags FOLL_WRITE games
+    // from __get_user_pages()"): the write fault broke COW, so the retry
+    // looks the page up as a read -- which, if MADV_DONTNEED zapped the COW
+    // copy meanwhile, faults in and returns the page-cache page (Dirty COW).
+    // Only VM_FAULT_WRITE's one era sets it (do_wp_page(), src/mm/memory.cpp).
+    if ((ret & VM_FAULT_WRITE) && !(vma.flags & VM_WRITE)) {
+        *flags_p &= ~FOLL_WRITE;
+        trace::note(trace::Kind::Decision, "faultin_page", addr,
+                    "v4.8: VM_FAULT_WRITE on a VMA without VM_WRITE: FOLL_WRITE dropped for the retry (Dirty COW)");
     }
     return 0;
 }
@@ -290,15 +311,21 @@ long __get_user_pages(MmStruct& mm, vaddr_t start, unsigned long nr_pages, unsig
         }
 
         FollowResult r;
+        // This page's flags: v4.8's faultin_page() may drop FOLL_WRITE.
+        unsigned foll_flags = gup_flags;
         for (;;) {
             if (fatal_signal_pending_current()) {
                 ret = -EINTR;
                 goto out;
             }
-            r = follow_page_mask(*vma, start, gup_flags, &page_mask);
+            // __get_user_pages()'s cond_resched() before each lookup: another
+            // thread (a MADV_DONTNEED, say) may run between a fault and the
+            // lookup that follows it.
+            sync::point(sync::Point::Resched);
+            r = follow_page_mask(*vma, start, foll_flags, &page_mask);
             trace::follow(start, r.page, r.err);
             if (r.page || (r.err != 0 && r.err != -EMLINK)) break;
-            ret = faultin_page(*vma, start, gup_flags, r.err == -EMLINK, locked);
+            ret = faultin_page(*vma, start, &foll_flags, r.err == -EMLINK, locked);
             if (ret == 0) continue;  // fault handled: follow again
             if (ret == -EBUSY || ret == -EAGAIN) ret = 0;  // the lock is gone
             goto out;

@@ -42,7 +42,8 @@ FollowResult follow_page_mask(Vma& vma, vaddr_t addr, unsigned flags, unsigned l
 
 // faultin_page(): 0 (retry the follow), -EBUSY (VM_FAULT_RETRY: *locked = 0
 // unless NOWAIT), -EAGAIN (VM_FAULT_COMPLETED, *locked = 0), or an errno.
-int faultin_page(Vma& vma, vaddr_t addr, unsigned flags, bool unshare, int* locked);
+// In the v4.8 era it may clear FOLL_WRITE in *flags (VM_FAULT_WRITE).
+int faultin_page(Vma& vma, vaddr_t addr, unsigned* flags, bool unshare, int* locked);
 
 // vm_fault_to_errno(): a VM_FAULT_ERROR result as an errno (HWPOISON gives
 // -EHWPOISON only with FOLL_HWPOISON); 0 when no error bit is set.

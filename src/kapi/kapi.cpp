@@ -24,6 +24,7 @@
 #include "kernel/fork.h"
 #include "kernel/kernel.h"
 #include "kernel/task.h"
+#include "mm/access_remote_vm.h"
 #include "mm/internal.h"
 #include "mm/mmap.h"
 #include "mm/uaccess.h"
@@ -153,6 +154,13 @@ void pl_kernel_free(pl_kernel* k) {
     pin_track_forget_kernel(*K(k));
     kernel_unregister(K(k));
     delete K(k);
+}
+
+void pl_kernel_abandon(pl_kernel* k) {
+    if (!k) return;
+    vmas_forget_kernel(*K(k));
+    pin_track_forget_kernel(*K(k));
+    kernel_unregister(K(k));
 }
 
 int pl_pin_owner_begin(const char* owner, const char* site) {
@@ -445,6 +453,14 @@ long pl_memset(task_struct* t, unsigned long addr, int c, unsigned long len) {
     if (!s) return fail("pl_memset", s.error());
     clear_error();
     return static_cast<long>(len);
+}
+
+long pl_access_process_vm(task_struct* t, unsigned long addr, void* buf, unsigned long len, unsigned int gup_flags) {
+    if (!t) return einval("pl_access_process_vm", "t");
+    if (!buf && len) return einval("pl_access_process_vm", "buf");
+    if (gup_flags & (FOLL_GET | FOLL_PIN | FOLL_LONGTERM)) return einval("pl_access_process_vm", "gup_flags");
+    clear_error();
+    return access_process_vm(*T(t), addr, buf, len, gup_flags);
 }
 
 // ---- device view ------------------------------------------------------------------------------

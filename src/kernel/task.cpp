@@ -9,6 +9,9 @@ namespace pl {
 
 namespace {
 thread_local Task* t_current = nullptr;
+// A thread the explorer reuses starts its next model thread with no current
+// task, as a fresh one would (sync::ThreadReuseHooks).
+[[maybe_unused]] const bool kReuseHooks = sync::register_thread_reuse_hooks({nullptr, [] { t_current = nullptr; }});
 }
 
 Task::Task(Kernel& k, int p, MmStruct* m) : kernel(k), pid(p), tgid(p), mm(m) {}

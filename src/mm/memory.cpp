@@ -135,6 +135,19 @@ bool wp_can_reuse_anon_folio(Folio* folio) {
     return reuse;
 }
 
+// Before v5.8 do_wp_page() asked reuse_swap_page(): an anonymous page that
+// only this PTE maps is reused, however many other references it has (a
+// vmsplice()d pipe buffer, a GUP reference of a child that unmapped it:
+// CVE-2020-29374). 09854ba94c6a ("mm: do_wp_page() simplification", v5.9)
+// made the reference count decide (wp_can_reuse_anon_folio() above); the
+// model switches at v5.8, whose GUP-side workaround (17839856fd58: R/O GUP
+// breaks COW) it models with today's unshare. No swap cache, no KSM here.
+bool wp_reuse_by_mapcount(const Vma& vma) { return !cfg_of(vma).era_at_least(Era::v5_8); }
+
+// VM_FAULT_WRITE: do_wp_page() broke COW (copied or reused). Reported in the
+// v4.8 era only, the one whose faultin_page() acts on it (see FIDELITY.md).
+vm_fault_t vm_fault_write(const Vma& vma) { return cfg_of(vma).era_at_least(Era::v5_3) ? 0 : VM_FAULT_WRITE; }
+
 // wp_page_copy(): give this mapping its own copy of the page (or of the zero
 // page / a raw pfn when old_page is null). Called with the ptl NOT held.
 vm_fault_t wp_page_copy(FaultCtx& f, entry_t* slot, entry_t orig, Page* old_page) {
@@ -171,7 +184,7 @@ vm_fault_t wp_page_copy(FaultCtx& f, entry_t* slot, entry_t orig, Page* old_page
     sync::store(*slot, e);
     if (oldf) mem.folio_put(oldf);
     kernel_of(vma).vmstat.add(Vmstat::cow_copies);
-    return 0;
+    return f.unshare() ? 0 : vm_fault_write(vma);
 }
 
 vm_fault_t wp_page_shared(FaultCtx& f, entry_t* slot, entry_t orig, Page* page) {
@@ -228,13 +241,19 @@ vm_fault_t do_wp_page(FaultCtx& f, entry_t* slot, entry_t orig) {
             sync::SpinGuard g(f.mm.page_table_lock);
             if (sync::load(*slot) != orig) return 0;  // changed: the fault is retried
             folio = page_folio(page);
-            if (folio->is_anon() && (PageAnonExclusive(page) || wp_can_reuse_anon_folio(folio))) {
-                trace::decision("do_wp_page", f.addr, page, f.unshare() ? "unshare: anon page exclusive, kept R/O (no copy)" : "reuse: anon page exclusive, made writable (wp_page_reuse)");
+            const bool reuse = folio->is_anon() && (wp_reuse_by_mapcount(vma)
+                                                        ? page_mapcount(page) <= 1
+                                                        : PageAnonExclusive(page) || wp_can_reuse_anon_folio(folio));
+            if (reuse) {
+                trace::decision("do_wp_page", f.addr, page,
+                                f.unshare()                 ? "unshare: anon page exclusive, kept R/O (no copy)"
+                                : wp_reuse_by_mapcount(vma) ? "reuse: only this PTE maps the anon page (reuse_swap_page(), before v5.8), made writable (wp_page_reuse)"
+                                                            : "reuse: anon page exclusive, made writable (wp_page_reuse)");
                 if (!PageAnonExclusive(page)) SetPageAnonExclusive(page);
                 if (f.unshare()) return 0;
                 // wp_page_reuse()
                 sync::store(*slot, maybe_mkwrite(vma, mkyoung(mkdirty(orig))));
-                return 0;
+                return vm_fault_write(vma);
             }
             // A page-cache page in a private mapping: only a longterm R/O pin
             // unshares it; a write copies it.

@@ -29,8 +29,12 @@
 //  5. the reference check (folio_migrate_mapping()): with no mapping left,
 //     the refcount must be exactly the caller's 1 + the page cache's
 //     folio_nr_pages; anything more (a GUP GET/PIN, a get_page()) restores
-//     the mappings and fails with -EBUSY. Otherwise the count is frozen at 0
-//     (GUP-fast's folio_try_get() and the page-cache lookup fail and retry),
+//     the mappings and fails with -EBUSY. A file folio's count is then
+//     frozen at 0 while its page-cache slot changes (the page-cache lookup
+//     and GUP-fast's folio_try_get() fail and retry); an anonymous folio's
+//     is only compared, never frozen, as upstream (GUP-fast can still take
+//     a reference after the test: its recheck of the PTE, which now holds a
+//     migration entry, makes it let go). Then the
 //     contents (RAM frames: the old frame's contents buffer is handed over,
 //     PhysMem::move_page_contents(); ZONE_DEVICE sources are copied), flags,
 //     mapping and index move over, and the page-cache slot switches to the
@@ -38,7 +42,9 @@
 //  6. remove_migration_ptes(): every migration entry for the old pfns
 //     becomes a present entry for the corresponding new page, with the
 //     mapping's mapcount and reference on the new folio;
-//  7. the old folio loses the caller's reference and is freed.
+//  7. the old folio loses the caller's reference and is freed. A pin still
+//     on it (possible only with gup.fast_pte_recheck=off) is reported to the
+//     pin tracker as "pinned_page_moved".
 //
 // Each mm's page_table_lock is held only while that mm's entries of the
 // folio change. GUP-fast sees the old present entry (with an unfrozen count:
@@ -50,6 +56,7 @@
 // here: unmapping subtracts and restoring adds back.
 #include <vector>
 
+#include "debug/pin_tracker.h"
 #include "fs/inode.h"
 #include "mm/anon_vma.h"
 #include "mm/internal.h"
@@ -197,7 +204,7 @@ void copy_flags(Folio* dst, Folio* src) {
         if (PageAnonExclusive(src->page(i))) SetPageAnonExclusive(dst->page(i));
 }
 
-// folio_mc_copy(). The source is frozen, unmapped and about to be freed, so
+// folio_mc_copy(). The source is unmapped (a file folio also frozen) and about to be freed, so
 // a RAM frame's buffer simply changes hands; a ZONE_DEVICE frame keeps its
 // own (its driver may still look at it after page_free).
 void copy_contents(PhysMem& mem, Folio* dst, Folio* src) {
@@ -306,14 +313,14 @@ Status migrate_folio_move(Kernel& k, Folio* folio, const Unmapped& u) {
     // --- 5. references, copy, page-cache slot ------------------------------------------
     const unsigned long nr = folio->nr_pages();
     AddressSpace* mapping = folio->is_anon() ? nullptr : folio->mapping();
-    bool frozen = false;
+    bool moved = false;
     if (mapping) {
         sync::SpinGuard g(mapping->i_pages_lock);
         auto it = mapping->i_pages.find(folio->index());
         const bool cached = it != mapping->i_pages.end() && it->second == folio;
         const int expected = 1 + (cached ? static_cast<int>(nr) : 0);
         if (folio->ref_freeze(expected)) {
-            frozen = true;
+            moved = true;
             copy_contents(mem, dst, folio);
             copy_flags(dst, folio);
             dst->set_index(folio->index());
@@ -324,15 +331,18 @@ Status migrate_folio_move(Kernel& k, Folio* folio, const Unmapped& u) {
             }
             folio->ref_unfreeze(expected - (cached ? static_cast<int>(nr) : 0));
         }
-    } else if (folio->ref_freeze(1)) {
-        frozen = true;
+    } else if (folio->ref_count() == 1) {
+        // Anonymous, no mapping: upstream only compares the count
+        // (__folio_migrate_mapping()); the unmap left GUP-fast nothing to
+        // start a pin from, and one that read the PTE before the unmap
+        // rechecks it after its grab (gup_fast_pte_range()).
+        moved = true;
         copy_contents(mem, dst, folio);
         copy_flags(dst, folio);
         dst->set_index(folio->index());
         dst->set_raw_mapping(folio->raw_mapping());
-        folio->ref_unfreeze(1);
     }
-    if (!frozen) {
+    if (!moved) {
         // Somebody else holds a reference: maybe a pin. Undo.
         remove_migration_ptes(k, folio, folio, u.anon_vma);
         if (u.anon_vma) u.anon_vma->put();
@@ -355,6 +365,9 @@ Status migrate_folio_move(Kernel& k, Folio* folio, const Unmapped& u) {
         if (PageAnonExclusive(folio->page(i))) ClearPageAnonExclusive(folio->page(i));
     folio->set_raw_mapping(0);
     folio->unlock();
+    // A pin taken after the reference check (GUP-fast without its PTE
+    // recheck) keeps the old frame: the pin holder and the process part.
+    if (folio->maybe_dma_pinned()) pin_track_moved(k, folio, folio->head(), "migrate_folio_move", "migrated");
     mem.folio_put(folio);  // the caller's reference, consumed: the folio is freed
     dst->unlock();
     mem.folio_put(dst);  // the allocation's reference; the mappings and cache hold theirs

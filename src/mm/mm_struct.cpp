@@ -6,7 +6,10 @@ namespace pl {
 
 void exit_mmap(MmStruct& mm);  // kernel/exit.cpp
 
-MmStruct::MmStruct(Kernel& k) : kernel(k), id(k.next_id()) { k.mm_register(this); }
+MmStruct::MmStruct(Kernel& k) : kernel(k), id(k.next_id()) {
+    if (!k.cfg.mm_pt_free_rcu) pgtable.set_table_free(TableFree::Quarantine);
+    k.mm_register(this);
+}
 
 MmStruct::~MmStruct() { kernel.mm_unregister(this); }
 

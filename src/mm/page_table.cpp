@@ -32,7 +32,10 @@ PageTable::PageTable() : pgd_(new_table()) {
     if (!pgd_) throw std::bad_alloc();  // construction of an mm is the only place allowed to fail this way
 }
 
-PageTable::~PageTable() { destroy_tree(pgd_, PtLevel::Pgd); }
+PageTable::~PageTable() {
+    destroy_tree(pgd_, PtLevel::Pgd);
+    for (PtTable* t : quarantine_) delete t;
+}
 
 Result<PtTable*> PageTable::alloc_table() {
     PtTable* t = new_table();
@@ -43,6 +46,17 @@ Result<PtTable*> PageTable::alloc_table() {
 
 void PageTable::free_table_rcu(PtTable* t) {
     sync::call_rcu([t] { delete t; });
+}
+
+void PageTable::free_table(PtTable* t) {
+    if (table_free_ == TableFree::Rcu) return free_table_rcu(t);
+    // Freed at once, as a kernel without the grace period would: a walker
+    // that still holds the pointer reads the poison (upstream: whatever the
+    // page allocator put there next). Poisoning announces no interleaving
+    // point: it stands for the frame's reuse, and a point per entry would
+    // only make the explorer's search longer.
+    for (auto& e : t->e) sync::poke(e, kPoison);
+    quarantine_.push_back(t);
 }
 
 pte::entry_t* PageTable::slot(vaddr_t addr, PtLevel target, bool alloc) {
@@ -116,13 +130,16 @@ namespace {
 
 // Frees the subtree under *slot if it maps nothing in [floor, ceiling) outside
 // [start, end) — i.e. if the whole table lies inside [floor, ceiling) and is empty.
+// Caller holds the page_table_lock, which every writer of an entry holds:
+// nothing can change under this scan, so it announces no interleaving
+// point (512 of them per table would only lengthen the explorer's search).
 bool table_empty(const PtTable* t) {
-    for (auto e : t->e)
-        if (!none(sync::load(e, sync::memory_order_relaxed))) return false;
+    for (const auto& e : t->e)
+        if (!none(sync::peek(e))) return false;
     return true;
 }
 
-void free_range(entry_t* slot, PtLevel level, vaddr_t base, vaddr_t start, vaddr_t end, vaddr_t floor,
+void free_range(PageTable& pt, entry_t* slot, PtLevel level, vaddr_t base, vaddr_t start, vaddr_t end, vaddr_t floor,
                 vaddr_t ceiling) {
     entry_t e = sync::load(*slot);
     if (!is_table(e)) return;
@@ -133,7 +150,7 @@ void free_range(entry_t* slot, PtLevel level, vaddr_t base, vaddr_t start, vaddr
         for (unsigned i = 0; i < PTRS_PER_TABLE; ++i) {
             vaddr_t cb = base + i * child_span;
             if (cb + child_span <= start || cb >= end) continue;
-            free_range(&t->e[i], child, cb, start, end, floor, ceiling);
+            free_range(pt, &t->e[i], child, cb, start, end, floor, ceiling);
         }
     }
     // This table covers [base, base + span) where span = 512 * child_span.
@@ -141,7 +158,7 @@ void free_range(entry_t* slot, PtLevel level, vaddr_t base, vaddr_t start, vaddr
     if (base < floor || base + span - 1 > ceiling - 1) return;  // shared with a neighbouring VMA
     if (!table_empty(t)) return;
     sync::store(*slot, entry_t{0}, sync::memory_order_release);
-    PageTable::free_table_rcu(t);
+    pt.free_table(t);
 }
 
 }  // namespace
@@ -151,7 +168,7 @@ void PageTable::free_pgtables(vaddr_t start, vaddr_t end, vaddr_t floor, vaddr_t
     for (unsigned i = 0; i < PTRS_PER_TABLE; ++i) {
         vaddr_t b = i * span;
         if (b + span <= start || b >= end) continue;
-        free_range(&pgd_->e[i], PtLevel::Pgd, b, start, end, floor, ceiling);
+        free_range(*this, &pgd_->e[i], PtLevel::Pgd, b, start, end, floor, ceiling);
     }
 }
 

@@ -5,10 +5,14 @@
 // owning mm's page_table_lock. Tables are freed only through call_rcu(), and
 // the fast walker runs inside an RCU read-side section: this is the model's
 // equivalent of upstream's IRQ-disabled walk against RCU/IPI table freeing.
+// With mm.pt_free_rcu=off free_pgtables() frees at once instead: the table
+// is poisoned and quarantined (never returned to the allocator while the mm
+// lives), so a walker that reads it sees kPoison instead of undefined memory.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "base/result.h"
 #include "mm/pte.h"
@@ -16,6 +20,12 @@
 namespace pl {
 
 enum class PtLevel : uint8_t { Pte = 0, Pmd = 1, Pud = 2, Pgd = 3 };
+
+// How free_pgtables() frees a table it unhooked (Config::mm_pt_free_rcu).
+enum class TableFree : uint8_t {
+    Rcu,         // after a grace period (tlb_remove_table() with MMU_GATHER_RCU_TABLE_FREE)
+    Quarantine,  // at once, without the protection: poisoned, kept until ~PageTable
+};
 
 struct alignas(4096) PtTable {
     pte::entry_t e[PTRS_PER_TABLE];
@@ -60,6 +70,15 @@ public:
     Result<PtTable*> alloc_table();
     // Frees a table after a grace period (tlb_remove_table).
     static void free_table_rcu(PtTable* t);
+    // free_pgtables()' way of freeing (set once, when the mm is made).
+    void set_table_free(TableFree how) { table_free_ = how; }
+    // Frees a table free_pgtables() unhooked, the way set_table_free() says.
+    void free_table(PtTable* t);
+    // What every entry of a quarantined table reads as (slab's POISON_FREE
+    // bytes): no valid entry has this value. Only a lockless walker can see
+    // it, and only with mm.pt_free_rcu=off.
+    static constexpr pte::entry_t kPoison = 0x6b6b6b6b6b6b6b6bULL;
+    uint64_t nr_quarantined() const { return quarantine_.size(); }
     static PtTable* table_of(pte::entry_t e) {
         return reinterpret_cast<PtTable*>(e & kTableAddrMask);
     }
@@ -84,6 +103,9 @@ public:
 private:
     PtTable* pgd_;
     uint64_t nr_tables_ = 1;
+    TableFree table_free_ = TableFree::Rcu;
+    // Written under the mm's page_table_lock (free_pgtables()' caller).
+    std::vector<PtTable*> quarantine_;
 };
 
 }  // namespace pl

@@ -120,6 +120,10 @@ int level_pages(const Folio* folio, int nr, RmapLevel level) {
 }  // namespace
 
 bool folio_needs_cow_for_dma(const Vma& vma, const Folio* folio) {
+    // Eras before v5.9 (70e806e4e645 for PTEs, 4eae4efa2c29 for hugetlb):
+    // fork shared pinned pages COW like any other (examples/races/
+    // io_uring_register_vs_fork.pin).
+    if (!kernel_of(vma).cfg.era_at_least(Era::v5_10)) return false;
     if (!vma.mm->test_flag(MMF_HAS_PINNED)) return false;
     return folio->maybe_dma_pinned();
 }

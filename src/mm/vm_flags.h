@@ -62,6 +62,9 @@ using vm_fault_t = unsigned;
 inline constexpr vm_fault_t VM_FAULT_OOM = 0x000001;
 inline constexpr vm_fault_t VM_FAULT_SIGBUS = 0x000002;
 inline constexpr vm_fault_t VM_FAULT_MAJOR = 0x000004;
+// do_wp_page() broke COW or reused the page (gone upstream in v6.2). Only the
+// v4.8 era reports it: its faultin_page() is the one reader (Dirty COW).
+inline constexpr vm_fault_t VM_FAULT_WRITE = 0x000008;
 inline constexpr vm_fault_t VM_FAULT_HWPOISON = 0x000010;
 inline constexpr vm_fault_t VM_FAULT_HWPOISON_LARGE = 0x000020;
 inline constexpr vm_fault_t VM_FAULT_SIGSEGV = 0x000040;

@@ -24,10 +24,15 @@ std::array<sync::Atomic<bool>, VmstatCounters::kOwnedShards> g_shard_owned{};
 struct ShardRelease {
     size_t idx = VmstatCounters::kOwnedShards;
     ~ShardRelease();
+    // The explorer's pooled threads claim their shard before running model
+    // threads: a fresh thread's lazy claim would pass interleaving points
+    // that a reused one does not (sync::ThreadReuseHooks).
+    static void claim_now() { (void)VmstatCounters::shard_index(); }
 };
 
 namespace {
 thread_local ShardRelease t_release;
+[[maybe_unused]] const bool kReuseHooks = sync::register_thread_reuse_hooks({&ShardRelease::claim_now, nullptr});
 }  // namespace
 
 thread_local size_t VmstatCounters::t_shard = VmstatCounters::kUnclaimed;

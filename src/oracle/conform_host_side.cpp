@@ -839,7 +839,11 @@ void ConformHostSide::step(const Stmt& st) {
         }
         if (!host_true) return;
     }
+    if (st.thread >= 0)
+        throw HostStop{ConformStatus::model_only, st.loc,
+                       "thread blocks are races for `pinlab explore`, not run on the host"};
     switch (st.kind) {
+        case Stmt::Kind::Explore: return;
         case Stmt::Kind::Task: {
             auto p = host_.spawn();
             if (!p.ok()) throw HostStop{ConformStatus::error, st.loc, "cannot start a host process"};

@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "scenario/commands.h"
@@ -87,6 +88,7 @@ struct Stmt {
         Expect,   // expect [not] expr
         Skip,     // skip [if expr] "reason"
         Allow,    // allow reports KIND
+        Explore,  // explore KEY=VALUE ...: `pinlab explore`'s settings (words)
     };
     Kind kind = Kind::Do;
     SourceLoc loc;
@@ -98,6 +100,10 @@ struct Stmt {
     // Shared: one guarded `task A, B` line yields several statements.
     std::shared_ptr<const Expr> guard;
     std::string line_text; // for diagnostics
+    // The race thread (`thread NAME { ... }` block, numbered in file order)
+    // the statement belongs to; -1 outside the blocks.
+    int thread = -1;
+    std::vector<std::pair<std::string, std::string>> words;  // Explore: key, value
 };
 
 struct Scenario {
@@ -106,6 +112,10 @@ struct Scenario {
     std::string title;                // from `scenario "..."`
     std::string config;               // the `config` words, space-separated
     std::vector<Stmt> stmts;
+    // The race group: the names of its `thread NAME { ... }` blocks, in
+    // order, and where each opens. Its statements are contiguous in stmts.
+    std::vector<std::string> threads;
+    std::vector<SourceLoc> thread_locs;
 };
 
 }  // namespace pl::scenario

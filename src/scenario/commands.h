@@ -17,6 +17,8 @@ namespace pl::scenario {
 enum class Cmd : uint8_t {
     // address space (pl_mmap and friends) and the CPU's view
     mmap, munmap, mprotect, madvise, mremap, write, read, memset, migrate, compact, clear_refs,
+    // /proc/PID/mem (pl_access_process_vm: GUP with FOLL_FORCE)
+    mem_write, mem_read,
     // files (pl_file_new, pl_pwrite, ...)
     open, pwrite, pread, fsync, ftruncate, fallocate, read_disk,
     // GUP (include/pinlab/kapi.h "GUP" block)

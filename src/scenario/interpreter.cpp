@@ -2,10 +2,14 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <vector>
 
+#include "gup/foll_flags.h"
+#include "base/sync/sched_point.h"
 #include "pinlab/kapi.h"
 #include "scenario/driver_commands.h"
 #include "scenario/parser.h"
@@ -53,46 +57,171 @@ public:
     Interpreter(const Scenario& s, std::string config, StepObserver* obs)
         : s_(s), config_(std::move(config)), obs_(obs) {}
 
+    // The whole scenario on the calling thread, the race group's blocks one
+    // after another in file order (the schedule without preemption).
     Outcome run() {
-        Outcome out;
+        serial_ = true;  // nothing runs halfway beside a step: check after each
+        if (!begin()) return outcome();
+        if (setup())
+            for (size_t t = 0; t < s_.threads.size(); ++t) run_thread(t);
+        return finish();
+    }
+
+    // ---- staged run (StagedRun, for the explorer) ----------------------------
+    // False when the configuration is bad (finish() reports it).
+    bool begin() {
         k_ = pl_kernel_new(config_.c_str());
         if (!k_) {
-            out.verdict = Verdict::Error;
-            out.reason = std::string("bad configuration: ") + pl_last_error();
-            out.diag = {s_.name, {}, out.reason, ""};
-            return out;
+            out_.verdict = Verdict::Error;
+            out_.reason = std::string("bad configuration: ") + pl_last_error();
+            out_.diag = {s_.name, {}, out_.reason, ""};
+            done_ = true;
+            return false;
         }
         baseline_ = pl_nr_allocated_pages(k_);
+        for (size_t i = 0; i < s_.stmts.size(); ++i) {
+            if (s_.stmts[i].thread < 0) continue;
+            if (group_begin_ == npos) group_begin_ = i;
+            group_end_ = i + 1;
+        }
+        if (group_begin_ == npos) group_begin_ = group_end_ = s_.stmts.size();
+        between_.assign(s_.threads.size(), 1);
+        return true;
+    }
+
+    // The statements before the race group; false when the scenario stopped.
+    bool setup() { return run_main(0, group_begin_); }
+
+    // Thread block t's statements, on whatever OS thread calls it. A failed
+    // step ends the block; the first failure in time is the scenario's.
+    void run_thread(size_t t) {
+        if (stop_) return;
+        racing_ = !serial_;
         const Stmt* at = nullptr;
         try {
-            for (const Stmt& st : s_.stmts) {
+            for (size_t i = group_begin_; i < group_end_; ++i) {
+                const Stmt& st = s_.stmts[i];
+                if (st.thread != static_cast<int>(t)) continue;
+                // Between two operations, like a return to user space: the
+                // explorer may switch threads here, and when every thread is
+                // between operations it checks the invariants (below).
+                sync::point(sync::Point::Resched, &between_);
+                at = &st;
+                between_[t] = 0;
+                if (on_step_) on_step_(t, st.loc.line);
+                if (obs_) obs_->before_step(st);
+                step(st);
+                if (obs_) obs_->after_step(st);
+                if (obs_) obs_->state(tasks_);
+                ++completed_;
+                between_[t] = 1;
+            }
+            sync::point(sync::Point::Resched, &between_);  // the block's end: between operations too
+        } catch (const StepStop& stop) {
+            between_[t] = 1;
+            if (obs_ && at) obs_->after_step(*at);
+            if (!thread_stop_) {
+                thread_stop_ = stop;
+                thread_stop_at_ = at;
+            }
+        }
+        pl_set_current(nullptr);  // the OS thread may run other work next
+    }
+
+    // The join, the statements after the group, teardown, the final checks.
+    Outcome finish() {
+        if (done_) return out_;
+        racing_ = false;
+        if (!stop_ && thread_stop_) record(*thread_stop_, thread_stop_at_);
+        if (!stop_ && group_begin_ < group_end_ && pl_kernel_check(k_) != 0) {
+            corrupt_ = true;
+            const SourceLoc at = s_.thread_locs.empty() ? SourceLoc{} : s_.thread_locs.front();
+            record(StepStop{Verdict::Fail, at,
+                            std::string("invariant broken when the thread blocks ended: ") + pl_last_error()},
+                   nullptr);
+            out_.diag.loc = at;
+            out_.diag.source_line = "thread " + s_.threads.front() + " {";
+        }
+        if (!stop_ && run_main(group_end_, s_.stmts.size())) {
+            try {
+                teardown();
+                final_checks();
+            } catch (const StepStop& stop) {
+                record(stop, nullptr);
+            }
+        }
+        if (stop_ && !corrupt_) teardown();
+        // A kernel whose invariants broke (a reference put twice, say) may
+        // not even tear down: truncating a page cache that holds a folio at
+        // refcount 0 waits for it forever, as find_lock_entries() would.
+        // Such a kernel is abandoned, not freed: the runner must terminate.
+        if (!corrupt_) pl_kernel_free(k_);
+        else pl_kernel_abandon(k_);
+        k_ = nullptr;
+        done_ = true;
+        return outcome();
+    }
+
+    const std::vector<std::pair<std::string, std::string>>& explore_words() const { return explore_words_; }
+
+    // Under the explorer, at every interleaving point: when every race
+    // thread is between two operations (or not started, or ended), nothing
+    // is halfway done, so the invariants must hold; checked once per such
+    // state (an operation completed since the last check).
+    std::optional<std::string> check_between_steps() {
+        if (!racing_ || stop_ || corrupt_ || completed_ == checked_at_) return std::nullopt;
+        for (char b : between_)
+            if (!b) return std::nullopt;
+        checked_at_ = completed_;
+        if (pl_kernel_check(k_) == 0) return std::nullopt;
+        corrupt_ = true;
+        return s_.name + ": invariant broken between operations of the thread blocks: " + pl_last_error();
+    }
+    void on_step(std::function<void(size_t, int)> fn) { on_step_ = std::move(fn); }
+
+    ~Interpreter() {
+        // An execution the explorer aborted (a deadlock) never reached finish().
+        if (!done_ && k_) {
+            if (!corrupt_) teardown();
+            if (!corrupt_) pl_kernel_free(k_);
+            else pl_kernel_abandon(k_);
+        }
+    }
+
+private:
+    static constexpr size_t npos = static_cast<size_t>(-1);
+
+    // Main-line statements [from, to); false when one stopped the scenario.
+    bool run_main(size_t from, size_t to) {
+        const Stmt* at = nullptr;
+        try {
+            for (size_t i = from; i < to; ++i) {
+                const Stmt& st = s_.stmts[i];
                 at = &st;
                 if (obs_) obs_->before_step(st);
                 step(st);
                 if (obs_) obs_->after_step(st);
                 if (obs_) obs_->state(tasks_);
             }
-            at = nullptr;
-            teardown();
-            final_checks();
         } catch (const StepStop& stop) {
             if (obs_ && at) obs_->after_step(*at);
-            out.verdict = stop.verdict;
-            out.reason = stop.message;
-            out.diag = {s_.name, stop.loc, stop.message, at ? at->line_text : ""};
-            if (at && stop.loc.line != at->loc.line) out.diag.source_line.clear();
-            if (!at) out.diag.loc = {};
-            if (!corrupt_) teardown();
+            record(stop, at);
+            return false;
         }
-        // A kernel whose invariants broke (a reference put twice, say) may
-        // not even tear down: truncating a page cache that holds a folio at
-        // refcount 0 waits for it forever, as find_lock_entries() would.
-        // Such a kernel is abandoned, not freed: the runner must terminate.
-        if (!corrupt_) pl_kernel_free(k_);
-        return out;
+        return true;
     }
 
-private:
+    void record(const StepStop& stop, const Stmt* at) {
+        stop_ = stop;
+        out_.verdict = stop.verdict;
+        out_.reason = stop.message;
+        out_.diag = {s_.name, stop.loc, stop.message, at ? at->line_text : ""};
+        if (at && stop.loc.line != at->loc.line) out_.diag.source_line.clear();
+        if (!at) out_.diag.loc = {};
+    }
+
+    Outcome outcome() const { return out_; }
+
     [[noreturn]] void fail(SourceLoc loc, std::string msg) { throw StepStop{Verdict::Fail, loc, std::move(msg)}; }
 
     task_struct* task(const std::string& name, SourceLoc loc) {
@@ -102,6 +231,9 @@ private:
     }
 
     void check_invariants(SourceLoc loc) {
+        // Inside the race group another thread may be halfway through an
+        // operation: the join checks instead.
+        if (racing_) return;
         if (pl_kernel_check(k_) != 0) {
             corrupt_ = true;
             fail(loc, std::string("invariant broken after this step: ") + pl_last_error());
@@ -154,6 +286,9 @@ private:
                 throw StepStop{Verdict::Skip, st.loc, st.name};
             }
             case Stmt::Kind::Allow: allowed_.insert(st.name); return;
+            case Stmt::Kind::Explore:
+                explore_words_.insert(explore_words_.end(), st.words.begin(), st.words.end());
+                return;
         }
     }
 
@@ -452,6 +587,25 @@ private:
                 const unsigned long len = read_len(arg_u(1), a[1]->loc);
                 std::string buf(len, '\0');
                 const long r = pl_read(t, arg_u(0), buf.data(), len);
+                if (r < 0) return Value::integer(r);
+                buf.resize(static_cast<size_t>(r));
+                return Value::str(std::move(buf));
+            }
+            // fs/proc/base.c mem_rw(): FOLL_FORCE [| FOLL_WRITE], and -EIO
+            // when nothing at all could be copied.
+            case Cmd::mem_write: {
+                const Expr& data = *a[1];
+                std::string bytes = data.kind == Expr::Kind::Fill
+                                        ? std::string(ulong(*data.kids[1]), static_cast<char>(ulong(*data.kids[0])))
+                                        : string(eval(data), data.loc);
+                const long r = pl_access_process_vm(t, arg_u(0), bytes.data(), bytes.size(), FOLL_FORCE | FOLL_WRITE);
+                return Value::integer(r == 0 && !bytes.empty() ? -EIO : r);
+            }
+            case Cmd::mem_read: {
+                const unsigned long len = read_len(arg_u(1), a[1]->loc);
+                std::string buf(len, '\0');
+                const long r = pl_access_process_vm(t, arg_u(0), buf.data(), len, FOLL_FORCE);
+                if (r == 0 && len) return Value::integer(-EIO);
                 if (r < 0) return Value::integer(r);
                 buf.resize(static_cast<size_t>(r));
                 return Value::str(std::move(buf));
@@ -762,6 +916,20 @@ private:
     DriverCommands drivers_;  // driver handles (rings, containers, ...)
     bool corrupt_ = false;  // invariants broken: abandon the kernel
     StepObserver* obs_ = nullptr;  // `pinlab explain`
+    // The staged run.
+    Outcome out_;
+    std::optional<StepStop> stop_;         // what stopped the scenario
+    std::optional<StepStop> thread_stop_;  // the first failure inside the race group
+    const Stmt* thread_stop_at_ = nullptr;
+    bool racing_ = false;                  // inside the race group, threads interleaving
+    bool serial_ = false;                  // run(): the blocks one after another
+    bool done_ = false;                    // finish() ran (or begin() failed)
+    size_t group_begin_ = npos, group_end_ = 0;
+    std::vector<std::pair<std::string, std::string>> explore_words_;
+    std::function<void(size_t, int)> on_step_;
+    std::vector<char> between_;            // per race thread: between two operations
+    uint64_t completed_ = 0;               // operations the race threads completed
+    uint64_t checked_at_ = ~uint64_t{0};   // completed_ at the last check_between_steps()
 };
 
 }  // namespace
@@ -776,11 +944,34 @@ std::string_view verdict_name(Verdict v) {
     return "?";
 }
 
-Outcome run_scenario(const Scenario& s, const std::string& extra_config, StepObserver* observer) {
+namespace {
+std::string full_config(const Scenario& s, const std::string& extra_config) {
     std::string config = s.config;
     if (!extra_config.empty()) config += (config.empty() ? "" : " ") + extra_config;
-    Interpreter in(s, config, observer);
+    return config;
+}
+}  // namespace
+
+Outcome run_scenario(const Scenario& s, const std::string& extra_config, StepObserver* observer) {
+    Interpreter in(s, full_config(s, extra_config), observer);
     return in.run();
+}
+
+struct StagedRun::Impl {
+    Impl(const Scenario& s, std::string config) : in(s, std::move(config), nullptr) {}
+    Interpreter in;
+};
+
+StagedRun::StagedRun(const Scenario& s, const std::string& extra_config)
+    : impl_(std::make_unique<Impl>(s, full_config(s, extra_config))) {}
+StagedRun::~StagedRun() = default;
+bool StagedRun::setup() { return impl_->in.begin() && impl_->in.setup(); }
+void StagedRun::run_thread(size_t i) { impl_->in.run_thread(i); }
+void StagedRun::on_step(std::function<void(size_t, int)> fn) { impl_->in.on_step(std::move(fn)); }
+std::optional<std::string> StagedRun::check_between_steps() { return impl_->in.check_between_steps(); }
+Outcome StagedRun::finish() { return impl_->in.finish(); }
+const std::vector<std::pair<std::string, std::string>>& StagedRun::explore_words() const {
+    return impl_->in.explore_words();
 }
 
 }  // namespace pl::scenario

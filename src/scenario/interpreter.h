@@ -9,8 +9,13 @@
 // closed, no frame is left allocated (leaked pins' quarantine excepted).
 #pragma once
 
+#include <functional>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "scenario/ast.h"
 #include "scenario/diagnostic.h"
@@ -54,5 +59,35 @@ public:
 };
 
 Outcome run_scenario(const Scenario& s, const std::string& extra_config, StepObserver* observer = nullptr);
+
+// One run of a scenario in stages, for the concurrency explorer
+// (src/explore/scenario_race.h): setup() runs the statements before the race
+// group; run_thread(i) runs thread block i (on any OS thread; the explorer's
+// scheduler lets one run at a time); finish() joins: invariants, the
+// statements after the group, teardown and the final checks. Destroying a run
+// that never finished (an aborted execution) tears the kernel down.
+class StagedRun {
+public:
+    StagedRun(const Scenario& s, const std::string& extra_config);
+    ~StagedRun();
+    StagedRun(const StagedRun&) = delete;
+    StagedRun& operator=(const StagedRun&) = delete;
+
+    bool setup();  // false: the scenario stopped (finish() says why)
+    void run_thread(size_t i);
+    Outcome finish();
+    // Called before each statement of a thread block, on the thread
+    // running it: the block's number and the statement's line.
+    void on_step(std::function<void(size_t, int)> fn);
+    // For the explorer's per-step invariant: pl_kernel_check() when every
+    // thread block is between two operations (a message when it fails).
+    std::optional<std::string> check_between_steps();
+    // The `explore` statements' words the run passed (guards evaluated).
+    const std::vector<std::pair<std::string, std::string>>& explore_words() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace pl::scenario

@@ -39,6 +39,8 @@ std::string_view tok_name(Tok t) {
         case Tok::RBracket: return "']'";
         case Tok::LParen: return "'('";
         case Tok::RParen: return "')'";
+        case Tok::LBrace: return "'{'";
+        case Tok::RBrace: return "'}'";
         case Tok::Comma: return "','";
         case Tok::End: return "the end of the line";
     }
@@ -190,6 +192,8 @@ bool lex_line(std::string_view line, int lineno, std::vector<Token>* out, LexErr
                 case ']': t.kind = Tok::RBracket; ++i; break;
                 case '(': t.kind = Tok::LParen; ++i; break;
                 case ')': t.kind = Tok::RParen; ++i; break;
+                case '{': t.kind = Tok::LBrace; ++i; break;
+                case '}': t.kind = Tok::RBrace; ++i; break;
                 case ',': t.kind = Tok::Comma; ++i; break;
                 default: {
                     const unsigned char uc = static_cast<unsigned char>(c);

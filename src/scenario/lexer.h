@@ -17,7 +17,7 @@ enum class Tok : uint8_t {
     Ident,   // [A-Za-z_][A-Za-z0-9_.]*   (dots: config keys, eras such as v6.5)
     Int,     // 42, 0x2a, 4K, 2M, 1G, 1T (binary units)
     String,  // "..." with \n \t \0 \\ \" \xNN escapes
-    Colon, Assign, Eq, Ne, Lt, Le, Gt, Ge, Arrow, Plus, Minus, Pipe, LBracket, RBracket, LParen, RParen, Comma,
+    Colon, Assign, Eq, Ne, Lt, Le, Gt, Ge, Arrow, Plus, Minus, Pipe, LBracket, RBracket, LParen, RParen, LBrace, RBrace, Comma,
     End,     // end of line (or the start of a comment)
 };
 

@@ -28,7 +28,7 @@ constexpr PageProp kPageProps[] = {
 };
 
 constexpr std::string_view kKeywords[] = {
-    "scenario", "config", "matrix", "task", "thread", "fork", "exit", "expect", "skip", "allow", "not", "if",
+    "scenario", "config", "matrix", "explore", "task", "thread", "fork", "exit", "expect", "skip", "allow", "not", "if",
     "vmstat", "reports", "dmesg", "pins", "page", "same_frame", "pte", "invariants", "contains", "fill",
     "dirty", "clean", "private", "shared", "anon", "shmem", "memfd", "hugetlb", "file", "device",
 };
@@ -62,8 +62,23 @@ public:
             if (!lex_line(line, lineno_, &toks_, &err)) throw ParseFail{err.loc, err.message};
             pos_ = 0;
             if (peek().kind == Tok::End) continue;
+            const size_t before = out_->stmts.size();
+            if (peek().kind == Tok::RBrace) {
+                close_block();
+                continue;
+            }
+            const bool opens = at_ident("thread") && peek(2).kind == Tok::LBrace;
+            if (!opens && block_ < 0 && group_started_ && !group_closed_) end_group();
+            if (opens) {
+                open_block(line);
+                continue;
+            }
             statement(line);
+            for (size_t i = before; i < out_->stmts.size(); ++i) out_->stmts[i].thread = block_;
         }
+        if (block_ >= 0)
+            fail_msg(out_->thread_locs.back(), "thread block '" + out_->threads.back() + "' is not closed: expected a line '}'");
+        if (group_started_ && !group_closed_) end_group();
         if (!config_words_.empty()) {
             // Cross-key checks (ram vs movable, ...) on the whole header.
             auto c = Config::parse(out_->config);
@@ -129,6 +144,111 @@ private:
     }
     void started() { started_ = true; }
 
+    // ---- the race group: `thread NAME {` ... `}` blocks ----------------------
+    // Names a block creates are its own until the group ends: a sibling block
+    // cannot use them (in some interleavings they would not exist yet); after
+    // the group, every block's names are visible.
+    void open_block(const std::string& line) {
+        const Token& kw = next();  // thread
+        const Token& name = next();
+        if (block_ >= 0)
+            fail_msg(kw.loc, "thread blocks do not nest: close '" + out_->threads.back() + "' (line " +
+                                 std::to_string(out_->thread_locs.back().line) + ") with '}' first");
+        if (group_closed_)
+            fail_msg(kw.loc, "a scenario has one race group: its thread blocks must follow one another (the group "
+                             "ended before line " + std::to_string(group_end_line_) + ")");
+        new_name(name, "thread");
+        for (const std::string& t : out_->threads)
+            if (t == name.text) fail_msg(name.loc, "thread '" + name.text + "' already exists");
+        next();  // '{'
+        expect_end();
+        (void)line;
+        started();
+        if (!group_started_) {
+            group_started_ = true;
+            snap_tasks_ = tasks_;
+            snap_vars_ = vars_;
+            snap_default_ = default_task_;
+        }
+        block_ = static_cast<int>(out_->threads.size());
+        block_stmts_ = out_->stmts.size();
+        out_->threads.push_back(name.text);
+        out_->thread_locs.push_back(kw.loc);
+    }
+
+    void close_block() {
+        const Token& brace = next();
+        if (block_ < 0) fail_msg(brace.loc, "'}' without an open thread block (`thread NAME {`)");
+        expect_end();
+        const std::string& me = out_->threads[static_cast<size_t>(block_)];
+        if (out_->stmts.size() == block_stmts_) fail_msg(brace.loc, "thread block '" + me + "' is empty");
+        for (const auto& [name, exited] : tasks_) {
+            auto it = snap_tasks_.find(name);
+            if (it != snap_tasks_.end() && it->second == exited) continue;
+            if (it == snap_tasks_.end()) {
+                auto owner = task_owner_.find(name);
+                if (owner != task_owner_.end())
+                    fail_msg(brace.loc, "task '" + name + "' is created by thread blocks '" + owner->second + "' and '" +
+                                            me + "'");
+                task_owner_[name] = me;
+            }
+            acc_tasks_[name] = exited;
+        }
+        for (const auto& [name, type] : vars_) {
+            auto it = snap_vars_.find(name);
+            if (it != snap_vars_.end() && it->second == type) continue;
+            auto acc = acc_vars_.find(name);
+            acc_vars_[name] = acc == acc_vars_.end() || acc->second == type ? type : Type::Any;
+        }
+        if (default_task_ != snap_default_ && acc_default_.empty()) acc_default_ = default_task_;
+        tasks_ = snap_tasks_;
+        vars_ = snap_vars_;
+        default_task_ = snap_default_;
+        block_ = -1;
+    }
+
+    void end_group() {
+        group_closed_ = true;
+        group_end_line_ = lineno_;
+        for (const auto& [name, exited] : acc_tasks_) tasks_[name] = exited;
+        for (const auto& [name, type] : acc_vars_) vars_[name] = type;
+        if (default_task_.empty()) default_task_ = acc_default_;
+    }
+
+    // `explore KEY=VALUE ...`: pinlab explore's settings for this scenario.
+    void explore_line(Stmt s) {
+        next();
+        if (block_ >= 0) fail_msg(s.loc, "'explore' belongs outside the thread blocks");
+        s.kind = Stmt::Kind::Explore;
+        if (peek().kind == Tok::End) fail(peek(), "KEY=VALUE words (expect, strategy, bound, depth, budget, seconds, seed)");
+        while (peek().kind != Tok::End) {
+            const Token& k = next();
+            static constexpr std::string_view kKeys[] = {"expect", "strategy", "bound", "depth", "budget", "seconds", "seed"};
+            if (k.kind != Tok::Ident || std::find(std::begin(kKeys), std::end(kKeys), k.text) == std::end(kKeys))
+                fail(k, "an explore key (" + join_list(kKeys) + ")");
+            expect(Tok::Assign, "'=' after '" + k.text + "'");
+            const Token& v = next();
+            auto ident_in = [&](std::initializer_list<std::string_view> xs) {
+                if (v.kind != Tok::Ident || std::find(xs.begin(), xs.end(), v.text) == xs.end())
+                    fail(v, "one of " + join_list(std::vector<std::string_view>(xs)) + " after '" + k.text + "='");
+                s.words.emplace_back(k.text, v.text);
+            };
+            auto int_in = [&](uint64_t lo, uint64_t hi) {
+                if (v.kind != Tok::Int || v.value < lo || v.value > hi)
+                    fail(v, "an integer from " + std::to_string(lo) + " to " + std::to_string(hi) + " after '" + k.text + "='");
+                s.words.emplace_back(k.text, std::to_string(v.value));
+            };
+            if (k.text == "expect") ident_in({"violation", "none"});
+            else if (k.text == "strategy") ident_in({"random", "pct", "bounded"});
+            else if (k.text == "bound") int_in(0, 8);
+            else if (k.text == "depth") int_in(1, 16);
+            else if (k.text == "budget") int_in(1, 1000000000);
+            else if (k.text == "seconds") int_in(1, 86400);
+            else int_in(0, UINT64_MAX);
+        }
+        out_->stmts.push_back(std::move(s));
+    }
+
     // ---- statements ----------------------------------------------------------
     // `if COND: STATEMENT` guards one statement (cow.c's memory setups differ
     // by a few steps per memory type; a matrix line picks the type).
@@ -155,8 +275,15 @@ private:
         const Token& first = peek();
         if (first.kind == Tok::Ident) {
             const std::string& w = first.text;
-            if (w == "scenario") return scenario_title();
-            if (w == "config") return config_line(line);
+            if (w == "scenario") {
+                if (block_ >= 0) fail_msg(first.loc, "'scenario' belongs outside the thread blocks");
+                return scenario_title();
+            }
+            if (w == "config") {
+                if (block_ >= 0) fail_msg(first.loc, "'config' belongs outside the thread blocks");
+                return config_line(line);
+            }
+            if (w == "explore") return explore_line(std::move(s));
             if (w == "task") {
                 next();
                 started();
@@ -184,7 +311,8 @@ private:
                 new_name(th, "thread");
                 if (tasks_.count(th.text)) fail_msg(th.loc, "task '" + th.text + "' already exists");
                 if (vars_.count(th.text)) fail_msg(th.loc, "'" + th.text + "' is already a variable");
-                if (!at_ident("of")) fail(peek(), "'of' and the task whose thread it is");
+                if (peek().kind == Tok::LBrace) fail_msg(peek().loc, "a thread block cannot be guarded by 'if'");
+                if (!at_ident("of")) fail(peek(), "'of' and the task whose thread it is (or '{' to open a thread block)");
                 next();
                 const std::string of = task_ref(next());
                 expect_end();
@@ -235,6 +363,7 @@ private:
                 return;
             }
             if (w == "skip") {
+                if (block_ >= 0) fail_msg(first.loc, "'skip' belongs outside the thread blocks (a scenario is skipped as a whole)");
                 next();
                 s.kind = Stmt::Kind::Skip;
                 if (at_ident("if")) {
@@ -843,6 +972,15 @@ private:
     std::map<std::string, Type> vars_;
     std::vector<std::string> config_words_;
     SourceLoc config_loc_;
+    // The race group (see open_block()).
+    int block_ = -1;              // the open block's thread number, or -1
+    size_t block_stmts_ = 0;      // statements before the open block
+    bool group_started_ = false, group_closed_ = false;
+    int group_end_line_ = 0;
+    std::map<std::string, int> snap_tasks_, acc_tasks_;
+    std::map<std::string, Type> snap_vars_, acc_vars_;
+    std::map<std::string, std::string> task_owner_;  // task created in a block -> the block
+    std::string snap_default_, acc_default_;
 };
 
 }  // namespace

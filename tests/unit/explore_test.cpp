@@ -8,9 +8,11 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "base/sync/atomic.h"
+#include "base/sync/sched_point.h"
 #include "base/sync/spinlock.h"
 #include "explore/explorer.h"
 #include "explore/schedule.h"
@@ -41,6 +43,32 @@ TEST(ExploreSchedule, RoundTrips) {
     ASSERT_TRUE(s) << err;
     EXPECT_EQ(s->choices.size(), 20u);
     EXPECT_EQ(s->choices[12], 1);
+}
+
+// The model's own choices (sync::choose()) follow a '|', in the same form;
+// a schedule without them is written as before.
+TEST(ExploreSchedule, ValuesRoundTripAfterABar) {
+    const std::vector<Schedule> cases = {Schedule{{0, 0, 1}, {2}}, Schedule{{}, {1, 1, 0}}, Schedule{{3}, {65535, 0}}};
+    for (const Schedule& s : cases) {
+        const std::string text = to_string(s);
+        EXPECT_NE(text.find('|'), std::string::npos) << text;
+        std::string err;
+        auto back = parse_schedule(text, &err);
+        ASSERT_TRUE(back) << text << ": " << err;
+        EXPECT_EQ(*back, s) << text;
+    }
+    EXPECT_EQ(to_string(Schedule{{0, 0, 1}, {2, 2, 0}}), "0*2.1|2*2.0");
+    EXPECT_EQ(to_string(Schedule{{}, {1}}), "-|1");
+    const struct {
+        const char* text;
+        int column;
+    } bad[] = {{"0|", 3}, {"0|x", 3}, {"0|1.", 5}, {"0|1*0", 5}, {"0|65536", 3}, {"0|1|2", 4}, {"|1", 1}};
+    for (const auto& c : bad) {
+        std::string err;
+        EXPECT_FALSE(parse_schedule(c.text, &err)) << c.text;
+        EXPECT_NE(err.find("column " + std::to_string(c.column) + ":"), std::string::npos)
+            << "'" << c.text << "': " << err;
+    }
 }
 
 TEST(ExploreSchedule, BadInputNamesTheColumn) {
@@ -260,6 +288,86 @@ TEST(ExploreException, AThrowingThreadIsAViolation) {
     EXPECT_NE(r.failure()->violation.message.find("second"), std::string::npos) << r.failure()->violation.message;
 }
 
+// ---- the model's own choices: sync::choose() -------------------------------------------
+
+// Thread 0 stores a value it chooses among 3; thread 1 adds 10. The check
+// fails only when thread 1 runs first (its add is overwritten) and the value
+// is 2: a bug that needs a thread order and a value choice together.
+TestFn chosen_value_test() {
+    return [] {
+        auto v = std::make_shared<sync::Atomic<int>>(0);
+        Execution e;
+        e.threads.push_back([v] { v->store(static_cast<int>(sync::choose(3, v.get()))); });
+        e.threads.push_back([v] { v->fetch_add(10); });
+        e.check = [v]() -> std::optional<std::string> {
+            if (v->load() == 2) return "the add was lost and the value was 2";
+            return std::nullopt;
+        };
+        return e;
+    };
+}
+
+TEST(ExploreChoose, ValuesAreExploredRecordedAndReplayed) {
+    // Outside the explorer: the usual outcome.
+    EXPECT_EQ(sync::choose(3), 0u);
+    for (StrategyKind k : {StrategyKind::Bounded, StrategyKind::Random, StrategyKind::Pct}) {
+        ExploreOptions o = options(k);
+        o.bound = 0;  // no preemption needed: the start order and the value
+        ExploreResult r = explore(o, chosen_value_test());
+        ASSERT_TRUE(r.found) << to_string(k) << ": " << r.summary();
+        const RunRecord& f = *r.failure();
+        EXPECT_EQ(f.violation.kind, ViolationKind::Check) << r.summary();
+        EXPECT_EQ(f.schedule.values, std::vector<uint16_t>{2}) << r.summary();
+        const std::string text = to_string(f.schedule);
+        EXPECT_NE(text.find("|2"), std::string::npos) << text;
+        RunRecord again = replay(chosen_value_test(), text);
+        EXPECT_EQ(again.violation.kind, ViolationKind::Check) << text << ": " << again.violation.message;
+        EXPECT_EQ(again.schedule, f.schedule);
+        // The same thread order with another value passes.
+        Schedule other = f.schedule;
+        other.values = {1};
+        EXPECT_FALSE(replay(chosen_value_test(), to_string(other)).violation) << to_string(other);
+        if (k == StrategyKind::Bounded) {
+            // Bound 0 has 2 start orders x 3 values (and thread 0 first
+            // passes on every value): found by the 6th execution.
+            EXPECT_LE(r.executions, 6u) << r.summary();
+        }
+    }
+    // A value the schedule lacks, or one too large, is a divergence.
+    for (const char* bad : {"1", "1|3", "1|2.0"})
+        EXPECT_EQ(replay(chosen_value_test(), bad).violation.kind, ViolationKind::Diverged) << bad;
+}
+
+// ---- reused threads ------------------------------------------------------------------
+
+// The explorer runs model threads on pooled OS threads. A model thread must
+// find its OS thread as a fresh one would be: no current task left by the
+// last model thread that ran there (pl_set_current()), and the same
+// interleaving points — the same schedule replays to the same steps on
+// fresh threads and on threads that ran many executions.
+TEST(ExploreThreads, AReusedThreadLooksFresh) {
+    pl_kernel* k = pl_kernel_new("ram=64M");
+    ASSERT_NE(k, nullptr) << pl_last_error();
+    task_struct* t = pl_task_new(k);
+    auto seen = std::make_shared<std::vector<task_struct*>>();
+    TestFn test = [t, seen] {
+        Execution e;
+        for (int i = 0; i < 2; ++i)
+            e.threads.push_back([t, seen] {
+                seen->push_back(pl_current());
+                pl_set_current(t);
+            });
+        return e;
+    };
+    ExploreOptions o = options(StrategyKind::Random);
+    o.max_executions = 20;
+    ExploreResult r = explore(o, test);
+    EXPECT_FALSE(r.found) << r.summary();
+    ASSERT_EQ(seen->size(), 2u * 21u);  // the warm-up execution too
+    for (size_t i = 0; i < seen->size(); ++i) EXPECT_EQ((*seen)[i], nullptr) << "model thread " << i;
+    pl_kernel_free(k);
+}
+
 // ---- speed (printed, not asserted) ------------------------------------------------
 
 TEST(ExploreSpeed, SmallRaceExecutionsPerSecond) {
@@ -383,6 +491,43 @@ TEST(ExploreModel, ReplayOfAModelScheduleIsExact) {
     }
 }
 
+// The same schedule replays to the same steps on fresh pooled threads and on
+// threads that ran many executions (see ExploreThreads above).
+TEST(ExploreThreads, ReplayIsTheSameOnFreshAndReusedThreads) {
+    auto retried = std::make_shared<int>(0);
+    const TestFn test = gup_fast_vs_fork_test(retried);
+    ExploreOptions o = options(StrategyKind::Random, 11);
+    o.max_executions = 30;
+    ExploreResult r = explore(o, test);  // also the process's lazy set-up
+    ASSERT_FALSE(r.found) << r.summary();
+    RandomStrategy rs(11);
+    (void)rs.next_execution();
+    const RunRecord taken = run_execution(test, rs, {});
+    ASSERT_FALSE(taken.violation) << taken.violation.message;
+    auto rerun = [&] {
+        ReplayStrategy strict(taken.schedule, ReplayStrategy::Mode::Strict);
+        (void)strict.next_execution();
+        return run_execution(test, strict, {});
+    };
+    // Fresh OS threads (no warm-up: the process's lazy state is set up).
+    EXPECT_GT(DeterministicScheduler::release_idle_threads(), 0u);
+    const RunRecord fresh = rerun();
+    EXPECT_FALSE(fresh.violation) << fresh.violation.message;
+    EXPECT_EQ(fresh.steps, taken.steps);
+    EXPECT_EQ(fresh.schedule, taken.schedule);
+    // The same threads after many more executions, and a fresh explorer.
+    o.seed = 12;
+    o.max_executions = 50;
+    EXPECT_FALSE(explore(o, test).found);
+    const RunRecord reused = rerun();
+    EXPECT_FALSE(reused.violation) << reused.violation.message;
+    EXPECT_EQ(reused.steps, taken.steps);
+    EXPECT_EQ(reused.schedule, taken.schedule);
+    RunRecord replayed = replay(test, to_string(taken.schedule));
+    EXPECT_FALSE(replayed.violation) << replayed.violation.message;
+    EXPECT_EQ(replayed.steps, taken.steps);
+}
+
 }  // namespace
 }  // namespace pl::explore
 
@@ -404,6 +549,40 @@ TEST(ExploreConcurrent, BatonAbortAndModelAreRaceFree) {
     auto retried = std::make_shared<int>(0);
     ExploreResult model = explore(o, gup_fast_vs_fork_test(retried));
     EXPECT_FALSE(model.found) << model.summary();
+}
+
+// A std::mutex (invisible to the explorer) held across an interleaving point:
+// when thread 0 is paused there and thread 1 runs into the mutex, no step is
+// taken any more; the watchdog (the thread that called run()) aborts the
+// execution from outside, which wakes thread 0 so that it unwinds and lets
+// go of the mutex. Under TSan: the abort races no thread's state.
+TEST(ExploreHangConcurrent, AStdMutexHeldAcrossAPointIsAHang) {
+    TestFn test = [] {
+        struct Shared {
+            std::mutex mu;
+            sync::Atomic<int> v{0};
+        };
+        auto s = std::make_shared<Shared>();
+        Execution e;
+        e.threads.push_back([s] {
+            std::lock_guard g(s->mu);
+            s->v.store(s->v.load() + 1);
+        });
+        e.threads.push_back([s] {
+            std::lock_guard g(s->mu);
+            s->v.fetch_add(1);
+        });
+        return e;
+    };
+    ExploreOptions o = options(StrategyKind::Bounded);
+    o.limits.hang_seconds = 0.3;
+    o.shrink = ExploreOptions::Shrink::No;
+    ExploreResult r = explore(o, test);
+    ASSERT_TRUE(r.found) << r.summary();
+    EXPECT_EQ(r.found->violation.kind, ViolationKind::Hang) << r.summary();
+    // The pooled threads are usable again: a hang-free test runs after it.
+    ExploreResult after = explore(options(StrategyKind::Bounded), counter_test(Inc::FetchAdd));
+    EXPECT_FALSE(after.found) << after.summary();
 }
 
 }  // namespace

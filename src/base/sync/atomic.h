@@ -118,6 +118,12 @@ template <typename T>
 inline T peek(const T& field) {
     return std::atomic_ref<T>(const_cast<T&>(field)).load(memory_order_relaxed);
 }
+// A relaxed store with no interleaving point, for memory no thread may
+// legally read any more (poisoning a freed page table, mm.pt_free_rcu=off).
+template <typename T>
+inline void poke(T& field, std::type_identity_t<T> v) {
+    std::atomic_ref<T>(field).store(v, memory_order_relaxed);
+}
 
 // smp_mb(): a seq_cst read-modify-write on a private word orders like a full
 // fence on every architecture we run on, and TSan understands it.
