@@ -258,6 +258,22 @@ public:
                 out += "   <- preempts " + sc.threads[static_cast<size_t>(s.preempted)];
             out += last ? "   (to the end)\n" : "\n";
         }
+        // A thread preempted with no later turn of its own went on once the
+        // others had ended (no decision point was left to record).
+        for (size_t i = 1; i < segs_.size(); ++i) {
+            const int t = segs_[i].preempted;
+            if (!segs_[i].preempted_other || t < 0 || static_cast<size_t>(t) >= sc.threads.size()) continue;
+            bool later = false;
+            for (size_t j = i; j < segs_.size(); ++j) later = later || segs_[j].thread == t;
+            if (later) continue;
+            std::string name = sc.threads[static_cast<size_t>(t)];
+            name.resize(width, ' ');
+            const int from = segs_[i - 1].last_line, to = lines_.at(static_cast<size_t>(t));
+            char head[96];
+            std::snprintf(head, sizeof head, "    %2d. then        %s  ", ++n, name.c_str());
+            out += head + (from == to ? "line " + std::to_string(to) : "lines " + std::to_string(from) + "-" + std::to_string(to)) +
+                   ": " + line_text(to) + "   (resumes, alone, to the end)\n";
+        }
         return out;
     }
 
