@@ -53,14 +53,14 @@ auto size_key(const RunRecord& r) { return std::make_tuple(r.preemptions, r.step
 // Shrinking, fewest preemptions first, then fewest steps; a candidate is
 // kept when it fails the same way (the same kind of violation) and is
 // smaller. Two moves, within o.shrink_executions executions:
+//  - a preemption-bounded search with a bound one below the failure's
+//    preemptions (it meets the fewest-preemption failures first), within
+//    half the budget;
 //  - greedy edits of the failing schedule, one preemption at a time: let the
 //    preempted thread go on instead; drop the switch (the later choices move
 //    one earlier); keep the prefix up to the switch and run without
 //    preemption after it. Each edit is rerun leniently and the schedule
 //    actually taken is what is kept.
-//  - where edits leave preemptions, a preemption-bounded search with a bound
-//    one below the current count (it meets the fewest-preemption failures
-//    first), then the edits again on what it found.
 RunRecord shrink(const TestFn& test, RunRecord best, const ExploreOptions& o, uint64_t* executions) {
     uint64_t budget = o.shrink_executions;
     auto better = [&](RunRecord& r) {
@@ -95,36 +95,22 @@ RunRecord shrink(const TestFn& test, RunRecord best, const ExploreOptions& o, ui
             }
         }
     };
-    // A random or PCT schedule may preempt dozens of times where one or two
-    // suffice: a short bounded search at bounds 0..2 first finds such a
-    // shallow failure far sooner than editing preemptions one at a time.
-    for (int b = 0; b < std::min(best.preemptions, 3) && budget > 0; ++b) {
-        BoundedStrategy bs(b);
-        uint64_t left = std::min<uint64_t>(budget, o.shrink_executions / 4 + 1);
-        bool found = false;
-        while (left > 0 && budget > 0 && bs.next_execution()) {
-            --left;
-            --budget;
-            ++*executions;
-            RunRecord r = run_execution(test, bs, o.limits);
-            if (better(r)) {
-                found = true;
-                break;
-            }
-        }
-        if (found) break;
-    }
-    edits();
-    if (best.preemptions > 0 && budget > 0) {
+    // A preemption-bounded search with a bound one below the failure's
+    // preemptions runs bounds 0, 1, ... in turn, so the first failure it
+    // meets has the fewest preemptions: a random or PCT schedule may preempt
+    // dozens of times where one or two suffice, which this finds far sooner
+    // than editing the preemptions one at a time. Half the budget at most;
+    // the greedy edits then shorten what it left.
+    if (best.preemptions > 0) {
         BoundedStrategy bs(best.preemptions - 1);
-        while (budget > 0 && bs.next_execution()) {
+        for (uint64_t left = budget / 2 + 1; left > 0 && budget > 0 && bs.next_execution(); --left) {
             --budget;
             ++*executions;
             RunRecord r = run_execution(test, bs, o.limits);
             if (better(r)) break;
         }
-        edits();
     }
+    edits();
     return best;
 }
 
